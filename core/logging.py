@@ -48,3 +48,5 @@ def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
     root.setLevel(level.upper())
     # uvicorn's own access log would duplicate ours, without request ids.
     logging.getLogger("uvicorn.access").disabled = True
+    # Alembic narrates every migration step at INFO; only its problems matter in service logs.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -120,6 +121,16 @@ def has_admin_key(session: Session) -> bool:
     return session.scalar(stmt.limit(1)) is not None
 
 
+# Recording every use would be a write per request; once a minute is enough to see activity.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def _touch(key: ApiKey) -> None:
+    now = utcnow()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        key.last_used_at = now
+
+
 def authenticate(session: Session, presented: str, settings_admin_key: str | None) -> Identity:
     """Turn a presented key into an identity, or raise 401/403.
 
@@ -134,6 +145,7 @@ def authenticate(session: Session, presented: str, settings_admin_key: str | Non
         raise Unauthorized("invalid API key", code="invalid_api_key")
     if key.revoked_at is not None:
         raise Forbidden("this API key has been revoked", code="api_key_revoked")
+    _touch(key)
     if key.role is KeyRole.ADMIN:
         return Identity(role=KeyRole.ADMIN, scope=None, api_key_id=key.id)
     tenant = key.tenant

@@ -39,6 +39,8 @@ def test_tenant_key_reaches_tenant_route(http: TestClient, admin_headers: dict[s
     assert r.status_code == 200, r.text
     assert r.json()["tenant"]["slug"] == "acme"
     assert r.json()["api_key_id"] == issued["id"]
+    listed = http.get("/v1/admin/tenants/acme/keys", headers=admin_headers).json()
+    assert listed[0]["last_used_at"] is not None
 
 
 def test_key_is_shown_once_and_stored_hashed(
