@@ -16,6 +16,7 @@ from api.routers import ALL_ROUTERS
 from core import db as database
 from core.logging import configure_logging
 from core.model_loading import force_offline
+from core.ratelimit import Limiter, MemoryLimiter, RedisLimiter
 from core.settings import Settings, get_settings
 
 log = logging.getLogger("ragkb.api")
@@ -40,7 +41,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     db = database.Database.from_settings(settings)
     app.state.settings = settings
     app.state.db = db
-    app.state.readiness_checks = {"database": lambda: _check_database(db)}
+    limiter = build_limiter(settings)
+    app.state.limiter = limiter
+    app.state.readiness_checks = {
+        "database": lambda: _check_database(db),
+        "rate_limiter": limiter.health,
+    }
 
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
@@ -53,6 +59,11 @@ def _prepare_storage(settings: Settings) -> None:
     settings.ensure_dirs()
     if settings.should_auto_migrate:
         database.upgrade(settings.sqlalchemy_url)
+
+
+def build_limiter(settings: Settings) -> Limiter:
+    """Redis-backed when Redis is configured (shared by replicas), else in-process."""
+    return RedisLimiter(settings.redis_url) if settings.redis_url else MemoryLimiter()
 
 
 def _check_database(db: database.Database) -> dict[str, Any]:

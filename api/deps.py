@@ -17,6 +17,7 @@ from core.db import Database
 from core.errors import Forbidden, Unauthorized
 from core.logging import tenant_var
 from core.models import KeyRole
+from core.ratelimit import Bucket, Limiter, concurrency_slot, enforce_rate
 from core.settings import Settings
 from core.tenancy import TenantScope
 from core.tenants import Identity, authenticate
@@ -66,10 +67,26 @@ def get_identity(
 IdentityDep = Annotated[Identity, Depends(get_identity)]
 
 
-def require_tenant(identity: IdentityDep) -> TenantScope:
+def get_limiter(request: Request) -> Limiter:
+    limiter: Limiter = request.app.state.limiter
+    return limiter
+
+
+LimiterDep = Annotated[Limiter, Depends(get_limiter)]
+
+
+def require_tenant(
+    identity: IdentityDep, settings: SettingsDep, limiter: LimiterDep
+) -> TenantScope:
+    """The tenant choke point: a valid tenant key, within its key's and tenant's rate."""
     if identity.scope is None:
         raise Forbidden("this route needs a tenant API key", code="tenant_key_required")
-    return identity.scope
+    scope = identity.scope
+    key_bucket = Bucket(settings.rate_limit_key_rps, settings.rate_limit_key_burst)
+    tenant_bucket = Bucket(settings.rate_limit_tenant_rps, settings.rate_limit_tenant_burst)
+    enforce_rate(limiter, f"key:{scope.api_key_id}", key_bucket, "API key")
+    enforce_rate(limiter, f"tenant:{scope.tenant_id}", tenant_bucket, "tenant")
+    return scope
 
 
 def require_admin(identity: IdentityDep) -> Identity:
@@ -80,3 +97,13 @@ def require_admin(identity: IdentityDep) -> Identity:
 
 TenantDep = Annotated[TenantScope, Depends(require_tenant)]
 AdminDep = Annotated[Identity, Depends(require_admin)]
+
+
+def query_slot(scope: TenantDep, settings: SettingsDep, limiter: LimiterDep) -> Iterator[None]:
+    """Bound the questions one tenant has in flight (429 when all its slots are busy)."""
+    limit = settings.max_concurrent_queries_per_tenant
+    with concurrency_slot(limiter, f"queries:{scope.tenant_id}", limit, 300, "questions"):
+        yield
+
+
+QuerySlotDep = Annotated[None, Depends(query_slot)]

@@ -67,6 +67,17 @@ class Settings(BaseSettings):
         "mode (SQLite). Production runs a one-shot `ragkb db upgrade`.",
     )
     max_upload_bytes: int = 100 * 1024 * 1024
+
+    # --- limits: token buckets per API key and per tenant (Redis when configured) -----------
+    rate_limit_key_rps: float = Field(default=20.0, gt=0, description="Requests/s per API key.")
+    rate_limit_key_burst: int = Field(default=40, ge=1, description="Burst per API key.")
+    rate_limit_tenant_rps: float = Field(
+        default=50.0, gt=0, description="Requests/s per tenant, all its keys together."
+    )
+    rate_limit_tenant_burst: int = Field(default=100, ge=1, description="Burst per tenant.")
+    max_concurrent_queries_per_tenant: int = Field(
+        default=4, ge=1, description="Questions answered at once for one tenant."
+    )
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -76,7 +87,37 @@ class Settings(BaseSettings):
         description="sentence-transformers model id or path; 'package:NAME' = a model "
         "shipped inside the installed Python package NAME.",
     )
-    reranker_model: str | None = None
+    rerank_model: str | None = Field(
+        default=None,
+        description="Cross-encoder for the second stage (id or path, e.g. "
+        "cross-encoder/ms-marco-MiniLM-L-6-v2). Unset or not loadable offline: the second "
+        "stage re-scores candidates by a fusion of dense and BM25 scores, and says so.",
+    )
+
+    # --- retrieval --------------------------------------------------------------------------
+    index_engine: Literal["edge", "local"] = Field(
+        default="edge",
+        description="Embedded index engine when qdrant_url is unset: 'edge' (qdrant-edge, "
+        "Qdrant's Rust engine in-process) or 'local' (qdrant-client local mode, small "
+        "corpora and tests only).",
+    )
+    embedding_batch_size: int = Field(default=32, ge=1, description="Texts per embedding batch.")
+    bm25_k1: float = Field(default=0.9, gt=0, description="BM25 term-frequency saturation.")
+    bm25_b: float = Field(default=0.4, ge=0, le=1, description="BM25 length normalisation.")
+    rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")
+    retrieval_candidates: int = Field(
+        default=100, ge=1, le=1000, description="Candidates each first-stage branch returns."
+    )
+    rerank_candidates: int = Field(
+        default=30, ge=1, le=200, description="Fused candidates the second stage re-scores."
+    )
+    rerank_min_score: float | None = Field(
+        default=None,
+        description="Drop reranked chunks scoring below this (cross-encoder sigmoid, 0..1).",
+    )
+    rerank_max_per_document: int = Field(
+        default=3, ge=1, description="Most chunks of one document in a reranked result."
+    )
 
     # --- generator (OpenAI-compatible, e.g. vLLM) --------------------------------------------
     llm_base_url: str | None = None
