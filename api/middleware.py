@@ -16,6 +16,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.logging import request_id_var, tenant_var
+from core.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 log = logging.getLogger("ragkb.access")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -60,6 +61,12 @@ class RequestContextMiddleware:
     def _log_access(scope: Scope, request_id: str, status: Any, started: float) -> None:
         route = scope.get("route")
         state = scope.get("state", {})
+        elapsed = time.perf_counter() - started
+        # The route template, never the raw path: ids in paths would explode the label set.
+        route_label = getattr(route, "path", "unmatched")
+        method = scope.get("method", "")
+        HTTP_REQUESTS.labels(method, route_label, str(status)).inc()
+        HTTP_LATENCY.labels(method, route_label).observe(elapsed)
         log.info(
             "request",
             extra={
@@ -67,7 +74,7 @@ class RequestContextMiddleware:
                 "method": scope.get("method"),
                 "route": getattr(route, "path", scope.get("path")),
                 "status": status,
-                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                "latency_ms": round(elapsed * 1000, 2),
                 "tenant": state.get("tenant"),
             },
         )

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     max_concurrent_queries_per_tenant: int = Field(
         default=4, ge=1, description="Questions answered at once for one tenant."
     )
+    metrics_tenant_label: bool = Field(
+        default=False,
+        description="Label query-stage metrics with the tenant slug. Only for a bounded "
+        "number of tenants: every tenant adds a time series per bucket.",
+    )
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -2,10 +2,11 @@
 
 from fastapi import APIRouter
 
-from api.routers import admin, health, me
+from api.routers import admin, health, me, metrics
 
 ALL_ROUTERS: list[APIRouter] = [
     health.router,
+    metrics.router,
     admin.router,
     me.router,
 ]
