@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from core.errors import NotFound
 from core.models import Tenant
 
-T = TypeVar("T", bound=tuple[Any, ...])
+SelectT = TypeVar("SelectT", bound=Select[*tuple[Any, ...]])
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,7 @@ class TenantScope:
             raise ValueError("TenantScope needs a tenant id")
 
 
-def scoped(stmt: Select[T], model: Any, scope: TenantScope) -> Select[T]:
+def scoped(stmt: SelectT, model: Any, scope: TenantScope) -> SelectT:
     """Restrict a SELECT on a tenant-owned model to the scope's tenant."""
     return stmt.where(model.tenant_id == scope.tenant_id)
 
