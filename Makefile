@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the project needs at run or test time.
-APT_PACKAGES := postgresql-client
+APT_PACKAGES := postgresql-client chromium
 PACKAGES := core ingest retrieval generation api eval
 export DO_NOT_TRACK := 1
 export SCARF_NO_ANALYTICS := 1

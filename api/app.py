@@ -9,15 +9,18 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
 from api.routers import ALL_ROUTERS
+from api.routers.portal import STATIC_DIR
 from core import db as database
 from core.logging import configure_logging
 from core.model_loading import force_offline
 from core.ratelimit import Limiter, MemoryLimiter, RedisLimiter
 from core.settings import Settings, get_settings
+from generation.generator import readiness as generator_readiness
 
 log = logging.getLogger("ragkb.api")
 
@@ -46,12 +49,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.readiness_checks = {
         "database": lambda: _check_database(db),
         "rate_limiter": limiter.health,
+        "generator": lambda: generator_readiness(settings),
     }
 
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     for router in ALL_ROUTERS:
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
 

@@ -2,11 +2,12 @@
 
 from fastapi import APIRouter
 
-from api.routers import admin, health, me, metrics
+from api.routers import admin, health, me, metrics, portal
 
 ALL_ROUTERS: list[APIRouter] = [
     health.router,
     metrics.router,
     admin.router,
     me.router,
+    portal.router,
 ]
