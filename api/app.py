@@ -20,7 +20,6 @@ from core.logging import configure_logging
 from core.model_loading import force_offline
 from core.ratelimit import Limiter, MemoryLimiter, RedisLimiter
 from core.settings import Settings, get_settings
-from generation.generator import readiness as generator_readiness
 
 log = logging.getLogger("ragkb.api")
 
@@ -49,7 +48,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.readiness_checks = {
         "database": lambda: _check_database(db),
         "rate_limiter": limiter.health,
-        "generator": lambda: generator_readiness(settings),
     }
 
     install_error_handlers(app)
