@@ -13,9 +13,14 @@ COPY generation generation
 COPY api api
 COPY eval eval
 COPY migrations migrations
+# Imported by unstructured even for fast PDF parsing; its own dependencies would pull CUDA.
+RUN pip install --no-cache-dir --no-deps unstructured-inference==1.6.14
 RUN pip install --no-cache-dir -c constraints.txt .
 
 FROM python:3.11-slim
+# libmagic: file types are detected from content.
+RUN apt-get update && apt-get install -y --no-install-recommends libmagic1 \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 ragkb
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \

@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the project needs at run or test time.
-APT_PACKAGES := postgresql-client chromium
+APT_PACKAGES := postgresql-client chromium libmagic1 tesseract-ocr tesseract-ocr-eng poppler-utils
 PACKAGES := core ingest retrieval generation api eval
 export DO_NOT_TRACK := 1
 export SCARF_NO_ANALYTICS := 1
@@ -20,6 +20,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first, on its own: the CPU build (anything else would pull CUDA wheels).
 	$(BIN)/pip install -q torch==2.13.0
+	# unstructured's PDF code imports unstructured-inference even for the fast strategy; its
+	# declared dependencies would replace torch (CUDA) and add torchvision: install it alone.
+	$(BIN)/pip install -q --no-deps unstructured-inference==1.6.14
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 

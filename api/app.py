@@ -16,10 +16,13 @@ from api.middleware import RequestContextMiddleware
 from api.routers import ALL_ROUTERS
 from api.routers.portal import STATIC_DIR
 from core import db as database
+from core.dedupe import SeenEvents
 from core.logging import configure_logging
 from core.model_loading import force_offline
 from core.ratelimit import Limiter, MemoryLimiter, RedisLimiter
+from core.secrets import SecretBox
 from core.settings import Settings, get_settings
+from generation.generator import readiness as generator_readiness
 
 log = logging.getLogger("ragkb.api")
 
@@ -30,7 +33,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from ingest.queue import make_queue
+
+        app.state.ingest_queue = make_queue(settings, app.state.db)
+        app.state.readiness_checks["ingest_queue"] = app.state.ingest_queue.health
         yield
+        app.state.ingest_queue.close()
         app.state.db.dispose()
 
     app = FastAPI(
@@ -45,9 +53,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = db
     limiter = build_limiter(settings)
     app.state.limiter = limiter
+    app.state.secret_box = SecretBox.from_settings(settings)
+    app.state.seen_events = SeenEvents(settings.redis_url)
     app.state.readiness_checks = {
         "database": lambda: _check_database(db),
         "rate_limiter": limiter.health,
+        "generator": lambda: generator_readiness(settings),
     }
 
     install_error_handlers(app)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.orm import Session
 
@@ -163,6 +166,258 @@ def keys_revoke(key: str = typer.Argument(..., help="Key id or prefix.")) -> Non
     with cli_session() as session:
         row = tenants.revoke_key(session, key)
     console.print(f"key {row.prefix} revoked")
+
+
+@app.command("search")
+def search_command(
+    query: str = typer.Argument(..., help="What to look for."),
+    tenant: str = typer.Option(..., "--tenant", help="Tenant slug."),
+    top_k: int = typer.Option(10, "--top-k", min=1, max=100, help="Chunks to show."),
+    mode: str = typer.Option("hybrid", help="dense, bm25 or hybrid."),
+    rerank: bool = typer.Option(True, "--rerank/--no-rerank", help="Run the second stage."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON the API returns."),
+) -> None:
+    """Search a tenant's chunks, as POST /v1/search does."""
+    # Imported here: loading torch and the models is only worth it for this command.
+    from pydantic import ValidationError
+
+    from core.model_loading import force_offline
+    from core.tenancy import scope_for_slug
+    from retrieval.search import SearchRequest, search
+
+    force_offline()
+    try:
+        request = SearchRequest(query=query, top_k=top_k, mode=mode, rerank=rerank)
+    except ValidationError as exc:
+        err_console.print(f"[red]error:[/red] {exc.errors()[0]['msg']}")
+        raise typer.Exit(2) from exc
+    settings = get_settings()
+    with cli_session(settings) as session:
+        response = search(settings, session, scope_for_slug(session, tenant), request)
+    if as_json:
+        typer.echo(response.model_dump_json(indent=2))
+        return
+    table = Table("#", "score", "document", "page", "text")
+    for rank, hit in enumerate(response.hits, start=1):
+        page = "" if hit.page_start is None else str(hit.page_start)
+        snippet = hit.text if len(hit.text) <= 160 else hit.text[:160] + "…"
+        table.add_row(str(rank), f"{hit.score:.3f}", hit.filename, page, snippet)
+    console.print(table)
+    timings = ", ".join(f"{k} {v:.0f}" for k, v in response.timings.items())
+    console.print(f"second stage: {response.reranker}; {timings}")
+
+
+@app.command("ask")
+def ask_command(
+    question: str = typer.Argument(..., help="The question."),
+    tenant: str = typer.Option(..., "--tenant", help="Tenant slug."),
+    top_k: int = typer.Option(
+        None, "--top-k", min=1, max=50, help="Sources to retrieve (default: answer_top_k)."
+    ),
+    mode: str = typer.Option("hybrid", help="dense, bm25 or hybrid."),
+    stream: bool = typer.Option(True, "--stream/--no-stream", help="Print tokens as they come."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON the API returns."),
+) -> None:
+    """Answer a question from a tenant's documents, with citations, as POST /v1/query does."""
+    import time
+
+    from pydantic import ValidationError
+    from rich.markup import escape
+
+    from api.answering import Question, ms_since, observe_stages, retrieve_sources
+    from api.routers.query import query_out
+    from core.model_loading import force_offline
+    from core.models import new_id
+    from core.tenancy import scope_for_slug
+    from generation.answer import AnswerResult, stream_answer
+    from generation.generator import get_generator
+    from generation.query_log import record_query
+    from retrieval.search import SearchRequest
+
+    force_offline()
+    settings = get_settings()
+    top_k = top_k or settings.answer_top_k
+    try:  # the same validation as the API's
+        SearchRequest(query=question, top_k=top_k, mode=mode)
+    except ValidationError as exc:
+        err_console.print(f"[red]error:[/red] {exc.errors()[0]['msg']}")
+        raise typer.Exit(2) from exc
+    started = time.perf_counter()
+    with cli_session(settings) as session:
+        scope = scope_for_slug(session, tenant)
+        asked = Question(text=question, top_k=top_k, mode=mode)  # type: ignore[arg-type]
+        sources, timings, calibrated = retrieve_sources(settings, session, scope, asked)
+        events = stream_answer(
+            question,
+            sources,
+            get_generator(settings),
+            settings,
+            stream=stream,
+            rerank_calibrated=calibrated,
+        )
+        result: AnswerResult | None = None
+        for event in events:  # GeneratorUnavailable is a RagkbError: cli_session reports it
+            if isinstance(event, AnswerResult):
+                result = event
+            elif stream and not as_json:
+                typer.echo(event.text, nl=False)
+        assert result is not None
+        timings["generate_ms"] = result.generate_ms
+        timings["total_ms"] = ms_since(started)
+        observe_stages(settings, scope, timings)
+        query_id = new_id()
+        record_query(
+            session,
+            scope,
+            query_id=query_id,
+            question=question,
+            sources=sources,
+            timings=timings,
+            result=result,
+        )
+    if as_json:
+        typer.echo(query_out(query_id, result, sources, timings).model_dump_json(indent=2))
+        return
+    typer.echo("" if stream else result.answer)
+    if result.uncited:
+        err_console.print("[yellow]warning:[/yellow] the answer cites no source")
+    for c in result.citations:
+        pages = "" if c.page_start is None else f", p. {c.page_start}"
+        if c.page_end not in (None, c.page_start):
+            pages += f"-{c.page_end}"
+        where, quote = escape(f"{c.filename}{pages}"), escape(c.quote)
+        console.print(f"[bold]\\[{c.n}][/bold] {where}: [dim]{quote}[/dim]", highlight=False)
+    console.print(
+        f"[dim]query {query_id}; generator {result.generator}; "
+        + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())
+        + "[/dim]"
+    )
+
+
+@app.command()
+def ingest(
+    paths: list[Path] = typer.Argument(..., help="Files or folders (folders recursively)."),
+    tenant: str = typer.Option(..., "--tenant", help="Tenant slug."),
+    tags: str = typer.Option("", help="Comma-separated tags for every file."),
+) -> None:
+    """Ingest files: store, parse, chunk and index each one, with a progress bar per file
+    and a summary table at the end (exit code 1 when a file failed)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from core.model_loading import force_offline
+    from core.tenancy import scope_for_slug
+    from ingest import batch
+    from ingest.queue import CeleryQueue
+
+    force_offline()
+    settings = get_settings()
+    settings.ensure_dirs()
+    try:
+        files = batch.expand(paths)
+    except FileNotFoundError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    with cli_session(settings) as session:
+        scope = scope_for_slug(session, tenant)
+    db = database.Database.from_settings(settings)
+    tag_list = sorted({t.strip() for t in tags.split(",") if t.strip()})
+    try:
+        todo, results = batch.add_files(settings, db, scope, files, tag_list)
+        columns = (
+            TextColumn("{task.description}", markup=False),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"),
+            TextColumn("{task.fields[stage]}"),
+            TimeElapsedColumn(),
+        )
+        # With Celery the workers do the work (and hold the index); here we follow it.
+        queue = CeleryQueue(settings) if settings.task_mode == "celery" else None
+        with Progress(*columns, console=console) as progress:
+            tasks = {r.name: progress.add_task(r.name, total=100, stage="queued") for r in todo}
+            if queue is not None:
+                for result in todo:
+                    queue.submit(scope.tenant_id, result.document_id or "")
+            for result in todo:
+
+                def show(percent: float, stage: str, task: Any = tasks[result.name]) -> None:
+                    progress.update(task, completed=percent, stage=stage)
+
+                if queue is None:
+                    results.append(batch.process(settings, db, scope, result, show))
+                else:
+                    results.append(batch.wait_for(db, result, show))
+        if queue is not None:
+            queue.close()
+    finally:
+        db.dispose()
+    _ingest_summary(results)
+    if any(r.status != "ready" for r in results):
+        raise typer.Exit(1)
+
+
+def _ingest_summary(results: list[Any]) -> None:
+    table = Table("file", "status", "version", "pages", "chunks", "seconds", "message")
+    for r in sorted(results, key=lambda r: r.name):
+        status = r.status + (" (duplicate)" if r.duplicate else "")
+        bad = r.status in ("failed", "rejected")
+        colour = "green" if r.status == "ready" else "red" if bad else ""
+        table.add_row(
+            escape(r.name),
+            f"[{colour}]{status}[/{colour}]" if colour else status,
+            "" if r.version is None else str(r.version),
+            "" if r.pages is None else str(r.pages),
+            str(r.chunks),
+            f"{r.seconds:.1f}",
+            escape(r.message),
+        )
+    console.print(table)
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    console.print(", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+
+
+@app.command()
+def worker(
+    concurrency: int = typer.Option(1, help="Documents processed at once by this worker."),
+    pool: str = typer.Option(
+        None, help="Celery pool; default: prefork with a Qdrant server, threads with the "
+        "embedded index (which one process only may open)."
+    ),
+    loglevel: str = typer.Option("INFO", help="Celery log level."),
+) -> None:
+    """Run a Celery worker that processes ingestion tasks (RAGKB_TASK_MODE=celery)."""
+    from core.model_loading import force_offline
+    from ingest.celery_app import make_celery
+
+    force_offline()
+    settings = get_settings()
+    settings.ensure_dirs()
+    celery = make_celery(settings)
+    celery.worker_main(
+        [
+            "worker",
+            f"--queues={settings.celery_queue}",
+            f"--concurrency={concurrency}",
+            f"--pool={pool or ('prefork' if settings.qdrant_url else 'threads')}",
+            f"--loglevel={loglevel}",
+            "--hostname=ragkb-ingest@%h",
+        ]
+    )
+
+
+@app.command("reindex")
+def reindex_command(tenant: str = typer.Option(..., "--tenant", help="Tenant slug.")) -> None:
+    """Rebuild a tenant's index points and BM25 statistics from its stored chunks."""
+    from core.model_loading import force_offline
+    from core.tenancy import scope_for_slug
+    from retrieval.indexer import get_indexer
+
+    force_offline()
+    settings = get_settings()
+    with cli_session(settings) as session:
+        count = get_indexer(settings).rebuild(scope_for_slug(session, tenant), session)
+    console.print(f"tenant {tenant}: {count} chunks re-indexed")
 
 
 def _redacted_url(url: str) -> str:

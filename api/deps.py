@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from core.db import Database
 from core.errors import Forbidden, Unauthorized
+from core.limits import TenantLimits, check_query_quota
 from core.logging import tenant_var
 from core.models import KeyRole
 from core.ratelimit import Bucket, Limiter, concurrency_slot, enforce_rate
@@ -75,15 +76,23 @@ def get_limiter(request: Request) -> Limiter:
 LimiterDep = Annotated[Limiter, Depends(get_limiter)]
 
 
+def get_tenant_limits(identity: IdentityDep, settings: SettingsDep) -> TenantLimits:
+    """The caller's effective limits: defaults from settings, then the tenant's overrides."""
+    return TenantLimits.defaults(settings).with_overrides(identity.limit_overrides)
+
+
+TenantLimitsDep = Annotated[TenantLimits, Depends(get_tenant_limits)]
+
+
 def require_tenant(
-    identity: IdentityDep, settings: SettingsDep, limiter: LimiterDep
+    identity: IdentityDep, limits: TenantLimitsDep, limiter: LimiterDep
 ) -> TenantScope:
     """The tenant choke point: a valid tenant key, within its key's and tenant's rate."""
     if identity.scope is None:
         raise Forbidden("this route needs a tenant API key", code="tenant_key_required")
     scope = identity.scope
-    key_bucket = Bucket(settings.rate_limit_key_rps, settings.rate_limit_key_burst)
-    tenant_bucket = Bucket(settings.rate_limit_tenant_rps, settings.rate_limit_tenant_burst)
+    key_bucket = Bucket(limits.rate_limit_key_rps, limits.rate_limit_key_burst)
+    tenant_bucket = Bucket(limits.rate_limit_tenant_rps, limits.rate_limit_tenant_burst)
     enforce_rate(limiter, f"key:{scope.api_key_id}", key_bucket, "API key")
     enforce_rate(limiter, f"tenant:{scope.tenant_id}", tenant_bucket, "tenant")
     return scope
@@ -99,9 +108,13 @@ TenantDep = Annotated[TenantScope, Depends(require_tenant)]
 AdminDep = Annotated[Identity, Depends(require_admin)]
 
 
-def query_slot(scope: TenantDep, settings: SettingsDep, limiter: LimiterDep) -> Iterator[None]:
-    """Bound the questions one tenant has in flight (429 when all its slots are busy)."""
-    limit = settings.max_concurrent_queries_per_tenant
+def query_slot(
+    scope: TenantDep, limits: TenantLimitsDep, limiter: LimiterDep, session: SessionDep
+) -> Iterator[None]:
+    """Within the daily question quota, and bound the questions one tenant has in flight
+    (429 when all its slots are busy)."""
+    check_query_quota(session, scope, limits)
+    limit = limits.max_concurrent_queries
     with concurrency_slot(limiter, f"queries:{scope.tenant_id}", limit, 300, "questions"):
         yield
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
 class TenantOut(BaseModel):
@@ -52,3 +52,40 @@ class IssuedKeyOut(ApiKeyOut):
 class MeOut(BaseModel):
     tenant: TenantOut
     api_key_id: str | None
+
+
+class SlackWorkspaceIn(BaseModel):
+    team_id: str = Field(pattern=r"^[A-Z0-9]{2,32}$", examples=["T0123ABCD"])
+    bot_token: SecretStr = Field(description="The workspace's bot token (xoxb-...).")
+    signing_secret: SecretStr = Field(description="The Slack app's signing secret.")
+
+
+class ChatWorkspaceOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    tenant_id: str
+    platform: str
+    external_id: str = Field(description="The workspace id on its platform (Slack team id).")
+    created_at: datetime
+
+
+class TenantLimitsIn(BaseModel):
+    """Overrides of the default limits for one tenant. Omitted fields stay as they are;
+    null removes the override (back to the default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate_limit_key_rps: float | None = Field(default=None, gt=0)
+    rate_limit_key_burst: int | None = Field(default=None, ge=1)
+    rate_limit_tenant_rps: float | None = Field(default=None, gt=0)
+    rate_limit_tenant_burst: int | None = Field(default=None, ge=1)
+    max_concurrent_queries: int | None = Field(default=None, ge=1)
+    max_documents: int | None = Field(default=None, ge=0)
+    max_stored_bytes: int | None = Field(default=None, ge=0)
+    max_queries_per_day: int | None = Field(default=None, ge=0)
+
+
+class TenantLimitsOut(BaseModel):
+    overrides: dict[str, float | int]
+    effective: dict[str, float | int | None]

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Enum,
@@ -99,6 +100,8 @@ class Tenant(Base):
     slug: Mapped[str] = mapped_column(String(63), unique=True)
     name: Mapped[str] = mapped_column(String(255))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Per-tenant overrides of the default limits and quotas (see core.limits.TenantLimits).
+    limits: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(
         UTCDateTime, default=utcnow, server_default=func.now()
     )
@@ -206,3 +209,100 @@ class Chunk(Base):
     )
 
     document: Mapped[Document] = relationship(back_populates="chunks")
+
+
+class FeedbackRating(enum.StrEnum):
+    UP = "up"
+    DOWN = "down"
+
+
+class QueryLog(Base):
+    """One asked question with its answer, citations and per-stage timings: the record
+    that feedback attaches to and that evaluations replay."""
+
+    __tablename__ = "query_log"
+    __table_args__ = (Index("ix_query_log_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    # Which key asked (no foreign key: a revoked or deleted key must not erase history).
+    api_key_id: Mapped[str | None] = mapped_column(String(36))
+    conversation_id: Mapped[str | None] = mapped_column(String(64))
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text, default="")
+    citations: Mapped[list[dict[str, Any]]] = mapped_column(PortableJSON, default=list)
+    # The retrieved sources (ids, ranks, scores) the answer was generated from.
+    sources: Mapped[list[dict[str, Any]]] = mapped_column(PortableJSON, default=list)
+    refused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    uncited: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    invalid_citations: Mapped[int] = mapped_column(Integer, default=0)
+    generator: Mapped[str] = mapped_column(String(64), default="")
+    prompt_version: Mapped[str | None] = mapped_column(String(32))
+    # Set when generation failed (e.g. the LLM server was down): the question is kept.
+    error: Mapped[str | None] = mapped_column(Text)
+    # Milliseconds per stage: retrieve_ms, rerank_ms, generate_ms, total_ms.
+    timings: Mapped[dict[str, float]] = mapped_column(PortableJSON, default=dict)
+    feedback: Mapped[FeedbackRating | None] = mapped_column(
+        Enum(
+            FeedbackRating,
+            native_enum=False,
+            length=8,
+            values_callable=lambda e: [m.value for m in e],
+        )
+    )
+    feedback_comment: Mapped[str | None] = mapped_column(Text)
+    feedback_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.now()
+    )
+
+
+class Bm25TermStat(Base):
+    """A tenant's BM25 document frequency for one term (chunks containing it).
+
+    Per tenant on purpose: one tenant's documents must never shape another's ranking.
+    ``term_id`` is the term's stable hash, the same index its weight has in the sparse vector.
+    """
+
+    __tablename__ = "bm25_term_stats"
+
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    term_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    df: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Bm25CorpusStat(Base):
+    """A tenant's BM25 corpus size: indexed chunks and their total length in terms."""
+
+    __tablename__ = "bm25_corpus_stats"
+
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    doc_count: Mapped[int] = mapped_column(Integer, default=0)
+    total_length: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ChatIntegration(Base):
+    """A chat workspace (a Slack team, later other platforms) mapped to one tenant.
+
+    Its secrets are stored encrypted (``core.secrets.SecretBox``), never in clear.
+    """
+
+    __tablename__ = "chat_integrations"
+    __table_args__ = (UniqueConstraint("platform", "external_id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    platform: Mapped[str] = mapped_column(String(32))
+    # The platform's id for the workspace (Slack: the team id, "T0123...").
+    external_id: Mapped[str] = mapped_column(String(64))
+    bot_token_encrypted: Mapped[str] = mapped_column(Text)
+    signing_secret_encrypted: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.now()
+    )

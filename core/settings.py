@@ -51,11 +51,84 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(
         default=None, description="Celery broker; defaults to redis_url when celery is used."
     )
+    celery_queue: str = Field(default="ingest", description="Celery queue of ingestion tasks.")
+
+    # --- ingestion -------------------------------------------------------------------------
+    ingest_workers: int = Field(
+        default=1, ge=1, description="Documents processed at once by the in-process queue."
+    )
+    chunk_max_tokens: int = Field(
+        default=240,
+        ge=16,
+        description="Largest chunk, in tokens of the embedding model's tokenizer (240 leaves "
+        "room for the special tokens within all-MiniLM-L6-v2's 256).",
+    )
+    chunk_overlap_tokens: int = Field(
+        default=32, ge=0, description="Tokens repeated between consecutive chunks of a section."
+    )
+    chunk_min_tokens: int = Field(
+        default=64,
+        ge=0,
+        description="Sections shorter than this are combined with the next one in one chunk.",
+    )
+    ingest_pdf_strategy: Literal["fast", "auto", "ocr_only"] = Field(
+        default="fast",
+        description="unstructured's PDF strategy; 'hi_res' needs hub models and is not offered.",
+    )
+    ingest_ocr_max_pages: int = Field(
+        default=50,
+        ge=0,
+        description="PDFs without a text layer are read by OCR (Tesseract) up to this many "
+        "pages; longer ones fail (OCR takes seconds per page).",
+    )
+    ingest_max_pages: int = Field(
+        default=5000, ge=1, description="Documents with more pages (or slides) fail."
+    )
+    ingest_max_uncompressed_bytes: int = Field(
+        default=1024 * 1024 * 1024,
+        description="Zip-based files (DOCX, XLSX, PPTX, ODT, EPUB) that expand past this fail "
+        "(zip-bomb guard).",
+    )
+    ingest_max_text_chars: int = Field(
+        default=50_000_000, description="Documents whose extracted text is longer fail."
+    )
+    ingest_time_limit_s: int = Field(
+        default=1800, ge=10, description="Celery hard time limit per document (soft: 90%)."
+    )
+    ingest_heartbeat_s: float = Field(
+        default=5.0, gt=0, description="How often a worker marks its document as alive."
+    )
+    ingest_stale_after_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A document in progress whose heartbeat is older than this was "
+        "interrupted (worker killed): it is failed with a message, never left in progress.",
+    )
+    ingest_retries: int = Field(
+        default=3, ge=0, description="Retries (with backoff) after a transient error."
+    )
+    max_files_per_upload: int = Field(default=100, ge=1, description="Files per upload request.")
 
     # --- security ----------------------------------------------------------------------
     admin_key: SecretStr | None = Field(
         default=None,
         description="Admin API key. Unset: `ragkb init` generates one and stores its hash.",
+    )
+
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Encrypts stored secrets (chat bot tokens). Unset: a random key is kept "
+        "in data_dir/secret.key (embedded mode). Set it in production.",
+    )
+
+    # --- chat bots (Slack) --------------------------------------------------------------------
+    slack_api_base_url: str = Field(
+        default="https://slack.com/api/", description="Slack Web API base URL."
+    )
+    public_base_url: str | None = Field(
+        default=None,
+        description="The portal's public URL, for links in chat answers; default "
+        "http://HOST:PORT.",
     )
 
     # --- HTTP ----------------------------------------------------------------------------
@@ -77,6 +150,15 @@ class Settings(BaseSettings):
     rate_limit_tenant_burst: int = Field(default=100, ge=1, description="Burst per tenant.")
     max_concurrent_queries_per_tenant: int = Field(
         default=4, ge=1, description="Questions answered at once for one tenant."
+    )
+    quota_max_documents: int | None = Field(
+        default=None, ge=0, description="Documents a tenant may keep (unset: unlimited)."
+    )
+    quota_max_stored_bytes: int | None = Field(
+        default=None, ge=0, description="Bytes of original files a tenant may keep."
+    )
+    quota_max_queries_per_day: int | None = Field(
+        default=None, ge=0, description="Questions a tenant may ask per UTC day."
     )
     metrics_tenant_label: bool = Field(
         default=False,
@@ -109,7 +191,12 @@ class Settings(BaseSettings):
     embedding_batch_size: int = Field(default=32, ge=1, description="Texts per embedding batch.")
     bm25_k1: float = Field(default=0.9, gt=0, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(default=0.4, ge=0, le=1, description="BM25 length normalisation.")
-    rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")
+    rrf_k: int = Field(
+        default=2,
+        ge=1,
+        description="Reciprocal rank fusion constant. 2 is Qdrant's own default (any Qdrant "
+        "1.13+ server); other values are sent as a parametrised RRF query (Qdrant 1.16+).",
+    )
     retrieval_candidates: int = Field(
         default=100, ge=1, le=1000, description="Candidates each first-stage branch returns."
     )
@@ -122,6 +209,14 @@ class Settings(BaseSettings):
     )
     rerank_max_per_document: int = Field(
         default=3, ge=1, description="Most chunks of one document in a reranked result."
+    )
+
+    answer_top_k: int = Field(
+        default=12,
+        ge=1,
+        le=50,
+        description="Sources retrieved for an answer. 8, 10 and 12 scored alike on the 10-Q "
+        "questions; 12 got one more of the mini set right (eval/sec_citations.py).",
     )
 
     # --- generator (OpenAI-compatible, e.g. vLLM) --------------------------------------------
@@ -177,15 +272,15 @@ class Settings(BaseSettings):
     refusal_min_rerank_score: float = Field(
         default=0.05,
         description="Refuse without calling the generator when no source's cross-encoder "
-        "score (after its sigmoid, 0..1) reaches this. Used when the search reranked.",
+        "score (sigmoid, 0..1) reaches this. Used when a cross-encoder reranked.",
     )
     refusal_min_dense_score: float = Field(
         default=0.2,
-        description="Without a reranker: refuse when no source's dense cosine similarity "
-        "to the question reaches this (all-MiniLM-L6-v2 scale).",
+        description="Without a cross-encoder: refuse when no source's dense cosine "
+        "similarity to the question reaches this (all-MiniLM-L6-v2 scale).",
     )
     extractive_max_sentences: int = Field(
-        default=4, ge=1, description="Sentences the embedded (extractive) generator quotes."
+        default=3, ge=1, description="Sentences the embedded (extractive) generator quotes."
     )
 
     @field_validator("data_dir", mode="after")
@@ -203,6 +298,10 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.sqlalchemy_url.startswith("sqlite")
+
+    @property
+    def portal_url(self) -> str:
+        return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def files_dir(self) -> Path:

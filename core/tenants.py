@@ -7,8 +7,9 @@ called by the API's auth dependency on every request.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -36,6 +37,8 @@ class Identity:
     role: KeyRole
     scope: TenantScope | None
     api_key_id: str | None
+    # The tenant's overrides of the default limits (core.limits), empty for admins.
+    limit_overrides: dict[str, Any] = field(default_factory=dict)
 
 
 def create_tenant(session: Session, slug: str, name: str | None = None) -> Tenant:
@@ -48,6 +51,20 @@ def create_tenant(session: Session, slug: str, name: str | None = None) -> Tenan
         raise Conflict(f"tenant {slug!r} already exists", code="tenant_exists")
     tenant = Tenant(slug=slug, name=name or slug)
     session.add(tenant)
+    session.flush()
+    return tenant
+
+
+def set_limit_overrides(session: Session, slug_or_id: str, changes: dict[str, Any]) -> Tenant:
+    """Merge limit overrides into the tenant's; a value of None removes that override."""
+    tenant = get_tenant(session, slug_or_id)
+    merged = dict(tenant.limits or {})
+    for name, value in changes.items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = value
+    tenant.limits = merged  # a new dict, so the JSON column is seen as changed
     session.flush()
     return tenant
 
@@ -157,4 +174,5 @@ def authenticate(session: Session, presented: str, settings_admin_key: str | Non
         role=KeyRole.TENANT,
         scope=TenantScope(tenant_id=tenant.id, slug=tenant.slug, api_key_id=key.id),
         api_key_id=key.id,
+        limit_overrides=dict(tenant.limits or {}),
     )

@@ -41,6 +41,10 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One migrated SQLite file, copied for each test (migrating each time is slower)."""
     path = tmp_path_factory.mktemp("template") / "ragkb.db"
     database.upgrade(f"sqlite:///{path}")
+    # Copies start in WAL mode, as the app would leave them (switching needs a lone lock).
+    db = database.Database(f"sqlite:///{path}")
+    db.ping()
+    db.dispose()
     return path
 
 

@@ -113,3 +113,38 @@ def test_api_answers_503_when_redis_is_down(
         ready = client.get("/readyz")
     assert_error(ready, 503, "service_unavailable")
     assert ready.json()["checks"]["rate_limiter"]["ok"] is False
+
+
+def test_admin_overrides_a_tenants_limits(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    make_tenant: Callable[..., TenantCredentials],
+) -> None:
+    strict, other = make_tenant(), make_tenant()
+    url = f"/v1/admin/tenants/{strict.scope.slug}/limits"
+    r = client.patch(url, json={"rate_limit_key_burst": 1, "rate_limit_key_rps": 0.01},
+                     headers=admin_headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["overrides"] == {"rate_limit_key_burst": 1, "rate_limit_key_rps": 0.01}
+    assert r.json()["effective"]["rate_limit_key_burst"] == 1
+    assert client.get("/v1/me", headers=strict.headers).status_code == 200
+    assert_error(client.get("/v1/me", headers=strict.headers), 429, "rate_limited")
+    assert [client.get("/v1/me", headers=other.headers).status_code for _ in range(3)] == [200] * 3
+    # Tenant keys cannot change limits; bad values are refused in the error shape.
+    assert_error(client.patch(url, json={"rate_limit_key_burst": 99}, headers=strict.headers), 403)
+    assert_error(client.patch(url, json={"rate_limit_key_burst": 0}, headers=admin_headers), 422)
+    assert_error(client.patch(url, json={"no_such_limit": 1}, headers=admin_headers), 422)
+    reset = client.patch(url, json={"rate_limit_key_burst": None}, headers=admin_headers).json()
+    assert reset["overrides"] == {"rate_limit_key_rps": 0.01}
+
+
+def test_daily_question_quota(
+    client: TestClient, admin_headers: dict[str, str], tenant_a: TenantCredentials
+) -> None:
+    url = f"/v1/admin/tenants/{tenant_a.scope.slug}/limits"
+    client.patch(url, json={"max_queries_per_day": 1}, headers=admin_headers)
+    first = client.post("/v1/query", json={"question": "anything?"}, headers=tenant_a.headers)
+    assert first.status_code == 200, first.text
+    second = client.post("/v1/query", json={"question": "again?"}, headers=tenant_a.headers)
+    assert_error(second, 429, "quota_queries")
+    assert int(second.headers["retry-after"]) >= 1

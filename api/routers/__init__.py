@@ -2,12 +2,16 @@
 
 from fastapi import APIRouter
 
-from api.routers import admin, health, me, metrics, portal
+from api.routers import admin, documents, health, me, metrics, portal, query, search, slack
 
 ALL_ROUTERS: list[APIRouter] = [
     health.router,
     metrics.router,
     admin.router,
     me.router,
+    documents.router,
     portal.router,
+    query.router,
+    slack.router,
+    search.router,
 ]

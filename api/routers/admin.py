@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from dataclasses import asdict
 
-from api.deps import AdminDep, SessionDep
-from api.schemas import ApiKeyCreate, ApiKeyOut, IssuedKeyOut, TenantCreate, TenantOut, TenantUpdate
-from core import tenants
-from core.models import KeyRole
+from fastapi import APIRouter, Request, status
+
+from api.deps import AdminDep, SessionDep, SettingsDep
+from api.schemas import (
+    ApiKeyCreate,
+    ApiKeyOut,
+    ChatWorkspaceOut,
+    IssuedKeyOut,
+    SlackWorkspaceIn,
+    TenantCreate,
+    TenantLimitsIn,
+    TenantLimitsOut,
+    TenantOut,
+    TenantUpdate,
+)
+from core import chat_integrations, tenants
+from core.limits import TenantLimits
+from core.models import KeyRole, Tenant
+from core.settings import Settings
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -34,6 +49,27 @@ def update_tenant(tenant: str, body: TenantUpdate, session: SessionDep, _: Admin
     return TenantOut.model_validate(row)
 
 
+@router.get("/tenants/{tenant}/limits", response_model=TenantLimitsOut)
+def get_limits(
+    tenant: str, session: SessionDep, settings: SettingsDep, _: AdminDep
+) -> TenantLimitsOut:
+    return _limits_out(tenants.get_tenant(session, tenant), settings)
+
+
+@router.patch("/tenants/{tenant}/limits", response_model=TenantLimitsOut)
+def update_limits(
+    tenant: str, body: TenantLimitsIn, session: SessionDep, settings: SettingsDep, _: AdminDep
+) -> TenantLimitsOut:
+    """Override the default limits and quotas for one tenant (null: back to the default)."""
+    row = tenants.set_limit_overrides(session, tenant, body.model_dump(exclude_unset=True))
+    return _limits_out(row, settings)
+
+
+def _limits_out(tenant: Tenant, settings: Settings) -> TenantLimitsOut:
+    effective = TenantLimits.defaults(settings).with_overrides(tenant.limits)
+    return TenantLimitsOut(overrides=dict(tenant.limits or {}), effective=asdict(effective))
+
+
 @router.post(
     "/tenants/{tenant}/keys", status_code=status.HTTP_201_CREATED, response_model=IssuedKeyOut
 )
@@ -54,3 +90,34 @@ def list_keys(tenant: str, session: SessionDep, _: AdminDep) -> list[ApiKeyOut]:
 def revoke_key(key: str, session: SessionDep, _: AdminDep) -> ApiKeyOut:
     """Revoke a key by id or prefix. Revoking twice is harmless."""
     return ApiKeyOut.model_validate(tenants.revoke_key(session, key))
+
+
+@router.post(
+    "/tenants/{tenant}/slack", status_code=status.HTTP_201_CREATED, response_model=ChatWorkspaceOut
+)
+def add_slack_workspace(
+    tenant: str, body: SlackWorkspaceIn, request: Request, session: SessionDep, _: AdminDep
+) -> ChatWorkspaceOut:
+    """Map a Slack workspace (team id) to this tenant. Its secrets are stored encrypted
+    and never returned."""
+    row = chat_integrations.add_integration(
+        session,
+        request.app.state.secret_box,
+        tenants.get_tenant(session, tenant),
+        platform="slack",
+        external_id=body.team_id,
+        bot_token=body.bot_token.get_secret_value(),
+        signing_secret=body.signing_secret.get_secret_value(),
+    )
+    return ChatWorkspaceOut.model_validate(row)
+
+
+@router.get("/tenants/{tenant}/slack", response_model=list[ChatWorkspaceOut])
+def list_slack_workspaces(tenant: str, session: SessionDep, _: AdminDep) -> list[ChatWorkspaceOut]:
+    rows = chat_integrations.list_integrations(session, tenants.get_tenant(session, tenant))
+    return [ChatWorkspaceOut.model_validate(r) for r in rows if r.platform == "slack"]
+
+
+@router.delete("/slack/{team_id}", status_code=status.HTTP_204_NO_CONTENT)
+def remove_slack_workspace(team_id: str, session: SessionDep, _: AdminDep) -> None:
+    chat_integrations.remove_integration(session, "slack", team_id)

@@ -50,6 +50,18 @@ async function signIn(key) {
   $("sign-in").hidden = true;
   $("app").hidden = false;
   refreshDocuments().catch((err) => { $("docs-error").textContent = err.message; });
+  offerLinkedDocument();
+}
+
+// Chat answers link to "/#document=ID&page=N": offer to open it once signed in (a button,
+// because browsers block windows that no click opened).
+function offerLinkedDocument() {
+  const params = new URLSearchParams(window.location.hash.slice(1));
+  const documentId = params.get("document");
+  if (!documentId) return;
+  const page = Number.parseInt(params.get("page") || "", 10) || null;
+  $("linked-open").onclick = () => openDocument(documentId, page);
+  $("linked-doc").hidden = false;
 }
 
 function signOut(reason) {
@@ -177,6 +189,11 @@ function uploadOne(file, item = uploadItem(file)) {
       return;
     }
     const doc = listOf(body, "documents")[0];
+    const rejected = listOf(body, "rejected")[0];
+    if (!doc) {
+      showFailed(item, rejected ? rejected.message : "the upload was refused", file, null);
+      return;
+    }
     item.bar.value = 0;
     watch(doc.id, item, file);
   };

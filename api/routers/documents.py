@@ -1,0 +1,302 @@
+"""Documents: upload (one or many files, answered 202 at once; the work is queued), list,
+status, original file, chunks and delete. The work is ``ingest.documents``; this module
+only wires HTTP to it. Other tenants' ids answer 404."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from api.deps import SessionDep, SettingsDep, TenantDep, get_database
+from core.db import Database
+from core.errors import BadRequest, NotFound, PayloadTooLarge, RagkbError, UnsupportedMediaType
+from core.models import Document, DocumentStatus
+from core.settings import Settings
+from core.tenancy import TenantScope
+from ingest import documents as service
+from ingest import storage
+
+router = APIRouter(prefix="/v1", tags=["documents"])
+
+# Multipart framing around the files (boundaries, headers, small fields).
+_FORM_OVERHEAD_BYTES = 1024 * 1024
+
+
+class DocumentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    filename: str
+    title: str | None
+    media_type: str
+    sha256: str
+    size_bytes: int
+    version: int
+    tags: list[str]
+    status: DocumentStatus = Field(
+        description="The stage: queued, parsing, chunking, "
+        "embedding, indexing, ready, failed or deleting."
+    )
+    stage: str = Field(default="", description="What is happening now, in words.")
+    progress: float = Field(description="Percent done, 0 to 100.")
+    error: str | None
+    page_count: int | None
+    chunk_count: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, document: Document) -> DocumentOut:
+        out = cls.model_validate(document)
+        out.progress = round(100.0 * (document.progress or 0.0), 1)
+        out.stage = _STAGES[document.status]
+        return out
+
+
+_STAGES = {
+    DocumentStatus.QUEUED: "waiting for a worker",
+    DocumentStatus.PARSING: "extracting text",
+    DocumentStatus.CHUNKING: "splitting into chunks",
+    DocumentStatus.EMBEDDING: "computing embeddings",
+    DocumentStatus.INDEXING: "writing to the index",
+    DocumentStatus.READY: "searchable",
+    DocumentStatus.FAILED: "failed",
+    DocumentStatus.DELETING: "being deleted",
+}
+
+
+class UploadedDocument(BaseModel):
+    id: str
+    filename: str
+    status: DocumentStatus
+    version: int
+    duplicate: bool = Field(description="True: the tenant already had these exact bytes.")
+
+
+class RejectedFile(BaseModel):
+    filename: str
+    status_code: int
+    code: str
+    message: str
+
+
+class UploadOut(BaseModel):
+    documents: list[UploadedDocument]
+    rejected: list[RejectedFile] = Field(
+        default_factory=list, description="Files of the batch that were refused, and why."
+    )
+
+
+class DocumentPage(BaseModel):
+    items: list[DocumentOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class ChunkOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    version: int
+    ordinal: int
+    text: str
+    page_start: int | None
+    page_end: int | None
+    heading_path: list[str]
+    element_types: list[str]
+    char_start: int | None
+    char_end: int | None
+    token_count: int
+    extra: dict[str, Any]
+
+
+_UPLOAD_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                        },
+                        "tags": {"type": "string", "description": "Comma-separated tags."},
+                        "title": {"type": "string"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/documents",
+    status_code=202,
+    response_model=UploadOut,
+    summary="Upload one or many files; each is parsed, chunked and indexed in the background",
+    openapi_extra=_UPLOAD_SCHEMA,
+)
+async def upload_documents(
+    request: Request,
+    scope: TenantDep,
+    settings: SettingsDep,
+    db: Annotated[Database, Depends(get_database)],
+) -> UploadOut:
+    # Read the form ourselves (not as parameters) so that an oversized request is refused
+    # from its Content-Length before any of its body is read.
+    content_length = request.headers.get("content-length")
+    limit = settings.max_upload_bytes * settings.max_files_per_upload + _FORM_OVERHEAD_BYTES
+    if content_length and content_length.isdigit() and int(content_length) > limit:
+        raise PayloadTooLarge(f"the upload is larger than the limit of {limit:,} bytes")
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise UnsupportedMediaType("send the files as multipart/form-data (field `files`)")
+    form = await request.form(max_files=settings.max_files_per_upload)
+    try:
+        files = [
+            part
+            for name in ("files", "file")
+            for part in form.getlist(name)
+            if isinstance(part, UploadFile)
+        ]
+        if not files:
+            raise BadRequest(
+                "no file in the upload: send one or more `files` parts", code="no_file"
+            )
+        tags = _tags(form.getlist("tags"))
+        title = form.get("title")
+        return await run_in_threadpool(
+            _add_all,
+            request,
+            db,
+            settings,
+            scope,
+            files,
+            tags,
+            title if isinstance(title, str) and title.strip() else None,
+        )
+    finally:
+        await form.close()
+
+
+def _tags(values: list[Any]) -> list[str]:
+    tags = {t.strip() for v in values if isinstance(v, str) for t in v.split(",")}
+    return sorted(t for t in tags if t)
+
+
+def _add_all(
+    request: Request,
+    db: Database,
+    settings: Settings,
+    scope: TenantScope,
+    files: list[UploadFile],
+    tags: list[str],
+    title: str | None,
+) -> UploadOut:
+    out = UploadOut(documents=[])
+    errors: list[RagkbError] = []
+    for upload in files:
+        # Browsers may send a path; only its last part is the name.
+        filename = (upload.filename or "").replace("\\", "/").rsplit("/", 1)[-1] or "upload"
+        try:
+            # One transaction per file: a bad file never undoes the others.
+            with db.session() as session:
+                result = service.add_document(
+                    session, settings, scope, filename, upload.file, tags=tags, title=title
+                )
+                document = result.document
+                accepted = UploadedDocument(
+                    id=document.id,
+                    filename=document.filename,
+                    status=document.status,
+                    version=document.version,
+                    duplicate=not result.created,
+                )
+        except RagkbError as exc:
+            errors.append(exc)
+            out.rejected.append(
+                RejectedFile(
+                    filename=filename,
+                    status_code=exc.status_code,
+                    code=exc.code,
+                    message=exc.message,
+                )
+            )
+            continue
+        if result.needs_processing:  # queued only once its row is committed
+            request.app.state.ingest_queue.submit(scope.tenant_id, accepted.id)
+        out.documents.append(accepted)
+    if not out.documents and errors:
+        raise errors[0]
+    return out
+
+
+@router.get("/documents", response_model=DocumentPage, summary="The tenant's documents")
+def list_documents(
+    scope: TenantDep,
+    session: SessionDep,
+    status: DocumentStatus | None = None,
+    tag: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> DocumentPage:
+    rows, total = service.list_documents(
+        session, scope, status=status, tag=tag, limit=limit, offset=offset
+    )
+    return DocumentPage(
+        items=[DocumentOut.of(d) for d in rows], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/documents/{document_id}", response_model=DocumentOut, summary="One document")
+def get_document(document_id: str, scope: TenantDep, session: SessionDep) -> DocumentOut:
+    return DocumentOut.of(service.get_document(session, scope, document_id))
+
+
+@router.get(
+    "/documents/{document_id}/chunks",
+    response_model=list[ChunkOut],
+    summary="A document's chunks, in order",
+)
+def get_chunks(document_id: str, scope: TenantDep, session: SessionDep) -> list[ChunkOut]:
+    service.get_document(session, scope, document_id)
+    return [
+        ChunkOut.model_validate(c) for c in service.document_chunks(session, scope, document_id)
+    ]
+
+
+@router.get(
+    "/documents/{document_id}/file",
+    response_class=FileResponse,
+    summary="The original file, as uploaded",
+)
+def get_file(
+    document_id: str, scope: TenantDep, session: SessionDep, settings: SettingsDep
+) -> FileResponse:
+    document = service.get_document(session, scope, document_id)
+    path = storage.content_path(settings.files_dir, scope, document.sha256)
+    if not path.exists():
+        raise NotFound(f"the file of document {document_id!r} is missing")
+    return FileResponse(path, media_type=document.media_type, filename=document.filename)
+
+
+@router.delete(
+    "/documents/{document_id}",
+    status_code=204,
+    summary="Delete a document: its chunks leave the index and the database, then its file",
+)
+def delete_document(
+    document_id: str, scope: TenantDep, session: SessionDep, settings: SettingsDep
+) -> Response:
+    service.delete_document(session, settings, scope, document_id)
+    return Response(status_code=204)

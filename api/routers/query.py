@@ -1,0 +1,320 @@
+"""Questions and answers: ``POST /v1/query`` (JSON or Server-Sent Events) and
+``POST /v1/feedback``.
+
+A query searches the tenant's documents, answers from the retrieved sources with the
+configured generator, and is logged per tenant with its timings. With ``stream: true``
+the answer arrives as SSE: ``token`` events (``{"text"}``), then one ``citations`` event
+(``{"citations", "invalid_citations", "uncited"}``), then ``done`` (the JSON answer without
+its citations); or, when the generator fails mid-answer, an ``error`` event in the error
+shape. When the generator is down the answer
+is a 503 in the error shape that still carries the retrieved sources.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from api.answering import Question, ms_since, observe_stages, retrieve_sources
+from api.deps import QuerySlotDep, SessionDep, SettingsDep, TenantDep
+from api.errors import error_body
+from core.db import Database
+from core.models import FeedbackRating, new_id
+from core.settings import Settings
+from core.tenancy import TenantScope
+from generation.answer import AnswerResult, TokenEvent, stream_answer
+from generation.generator import get_generator
+from generation.llm import GeneratorUnavailable
+from generation.query_log import numbered_sources, record_feedback, record_query
+from generation.sources import Source
+
+router = APIRouter(prefix="/v1", tags=["query"])
+
+
+class QueryIn(BaseModel):
+    question: str = Field(min_length=1, max_length=4000, examples=["What was Q3 revenue?"])
+    top_k: int | None = Field(
+        default=None, ge=1, le=50, description="Sources retrieved for the answer (default: "
+        "the answer_top_k setting)."
+    )
+    mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
+    rerank: bool = True
+    document_ids: list[str] | None = Field(default=None, description="Only these documents.")
+    tags: list[str] | None = Field(default=None, description="Only documents with these tags.")
+    stream: bool = Field(default=False, description="Answer as Server-Sent Events.")
+    conversation_id: str | None = Field(default=None, max_length=64)
+
+
+class CitationOut(BaseModel):
+    n: int
+    chunk_id: str
+    document_id: str
+    filename: str
+    page_start: int | None
+    page_end: int | None
+    heading: str | None
+    quote: str = Field(description="The sentence(s) of the chunk that support the claim.")
+
+
+class SourceOut(BaseModel):
+    n: int | None = Field(description="Its [n] in the answer; null when not in the prompt.")
+    chunk_id: str
+    document_id: str
+    filename: str
+    page_start: int | None
+    page_end: int | None
+    heading: str | None
+    score: float
+    scores: dict[str, float]
+    snippet: str
+
+
+class QueryOut(BaseModel):
+    query_id: str
+    answer: str
+    citations: list[CitationOut]
+    refused: bool = Field(description="The knowledge base has no answer to this question.")
+    uncited: bool = Field(description="The answer kept no valid citation (not grounded).")
+    invalid_citations: int = Field(description="[n] markers removed: they matched no source.")
+    sources: list[SourceOut]
+    generator: str
+    prompt_version: str | None
+    timings: dict[str, float] = Field(
+        description="Milliseconds: retrieve_ms, rerank_ms, generate_ms, total_ms."
+    )
+
+
+class FeedbackIn(BaseModel):
+    query_id: str
+    rating: FeedbackRating
+    comment: str | None = Field(default=None, max_length=4000)
+
+
+class FeedbackOut(BaseModel):
+    query_id: str
+    rating: FeedbackRating
+    comment: str | None
+
+
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"description": "The generator is down; the body carries the retrieved sources."}
+}
+
+
+@router.post(
+    "/query",
+    response_model=QueryOut,
+    responses={200: {"content": {"text/event-stream": {}}}, **_UNAVAILABLE},
+    summary="Answer a question with citations",
+)
+def query(
+    body: QueryIn,
+    request: Request,
+    scope: TenantDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    _slot: QuerySlotDep,
+) -> Any:
+    started = time.perf_counter()
+    query_id = new_id()
+    question = Question(
+        text=body.question,
+        top_k=body.top_k,
+        mode=body.mode,
+        rerank=body.rerank,
+        document_ids=body.document_ids,
+        tags=body.tags,
+        conversation_id=body.conversation_id,
+    )
+    sources, timings, calibrated = retrieve_sources(settings, session, scope, question)
+    generator = get_generator(settings)
+    events = stream_answer(
+        body.question,
+        sources,
+        generator,
+        settings,
+        stream=body.stream,
+        rerank_calibrated=calibrated,
+    )
+    try:
+        first = next(events)  # a generator that cannot answer fails here, before any output
+    except GeneratorUnavailable as exc:
+        timings["total_ms"] = ms_since(started)
+        record_query(
+            session,
+            scope,
+            query_id=query_id,
+            question=body.question,
+            sources=sources,
+            timings=timings,
+            generator=generator.name,
+            conversation_id=body.conversation_id,
+            error=exc.message,
+        )
+        content = error_body(
+            503, exc.message, exc.code, query_id=query_id, sources=numbered_sources(sources, None)
+        )
+        return JSONResponse(content, status_code=503)
+
+    if body.stream:
+        context = _StreamContext(
+            settings=settings,
+            db=request.app.state.db,
+            scope=scope,
+            query_id=query_id,
+            question=body.question,
+            conversation_id=body.conversation_id,
+            sources=sources,
+            timings=timings,
+            started=started,
+            generator=generator.name,
+            request_id=getattr(request.state, "request_id", None),
+        )
+        return StreamingResponse(
+            _sse(context, first, events),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    result = _last_result(first, events)
+    timings["generate_ms"] = result.generate_ms
+    timings["total_ms"] = ms_since(started)
+    observe_stages(settings, scope, timings)
+    record_query(
+        session,
+        scope,
+        query_id=query_id,
+        question=body.question,
+        sources=sources,
+        timings=timings,
+        result=result,
+        conversation_id=body.conversation_id,
+    )
+    return query_out(query_id, result, sources, timings)
+
+
+@router.post("/feedback", response_model=FeedbackOut, summary="Rate an answer")
+def feedback(body: FeedbackIn, scope: TenantDep, session: SessionDep) -> FeedbackOut:
+    row = record_feedback(session, scope, body.query_id, body.rating, body.comment)
+    assert row.feedback is not None
+    return FeedbackOut(query_id=row.id, rating=row.feedback, comment=row.feedback_comment)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+@dataclass
+class _StreamContext:
+    settings: Settings
+    db: Database
+    scope: TenantScope
+    query_id: str
+    question: str
+    conversation_id: str | None
+    sources: list[Source]
+    timings: dict[str, float]
+    started: float
+    generator: str
+    request_id: str | None
+
+
+def _event(name: str, data: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _sse(
+    ctx: _StreamContext,
+    first: TokenEvent | AnswerResult,
+    events: Iterator[TokenEvent | AnswerResult],
+) -> Iterator[str]:
+    """token* -> citations -> done; or token* -> error when the generator fails midway.
+
+    Runs after the request's own session has closed, so the log uses a session of its own;
+    a client that goes away mid-answer still gets its query logged (as interrupted).
+    """
+    result: AnswerResult | None = None
+    error: str | None = "the client disconnected before the answer was complete"
+    code = "generator_unavailable"
+    pending: TokenEvent | AnswerResult | None = first
+    try:
+        try:
+            while pending is not None:
+                if isinstance(pending, TokenEvent):
+                    yield _event("token", {"text": pending.text})
+                else:
+                    result = pending
+                pending = next(events, None)
+            error = None if result is not None else "the generator ended without an answer"
+        except GeneratorUnavailable as exc:
+            error, code = exc.message, exc.code
+        if error is not None:
+            body = {"code": code, "message": error, "request_id": ctx.request_id}
+            yield _event("error", {"error": body})
+            return
+        assert result is not None
+        ctx.timings["generate_ms"] = result.generate_ms
+        ctx.timings["total_ms"] = ms_since(ctx.started)
+        observe_stages(ctx.settings, ctx.scope, ctx.timings)
+        out = query_out(ctx.query_id, result, ctx.sources, ctx.timings)
+        yield _event(
+            "citations",
+            {
+                "citations": [c.model_dump() for c in out.citations],
+                "invalid_citations": out.invalid_citations,
+                "uncited": out.uncited,
+            },
+        )
+        yield _event("done", out.model_dump(exclude={"citations"}))
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:  # stop reading from the LLM if the client went away
+            close()
+        ctx.timings.setdefault("total_ms", ms_since(ctx.started))
+        with ctx.db.session() as session:
+            record_query(
+                session,
+                ctx.scope,
+                query_id=ctx.query_id,
+                question=ctx.question,
+                sources=ctx.sources,
+                timings=ctx.timings,
+                result=result,
+                generator=ctx.generator,
+                conversation_id=ctx.conversation_id,
+                error=error,
+            )
+
+
+def _last_result(
+    first: TokenEvent | AnswerResult, events: Iterator[TokenEvent | AnswerResult]
+) -> AnswerResult:
+    last = first
+    for last in events:  # noqa: B007 - only the final event (the result) matters
+        pass
+    assert isinstance(last, AnswerResult)
+    return last
+
+
+def query_out(
+    query_id: str, result: AnswerResult, sources: list[Source], timings: dict[str, float]
+) -> QueryOut:
+    """The API's answer body (also what `ragkb ask --json` prints)."""
+    return QueryOut(
+        query_id=query_id,
+        answer=result.answer,
+        citations=[CitationOut.model_validate(c.to_dict()) for c in result.citations],
+        refused=result.refused,
+        uncited=result.uncited,
+        invalid_citations=result.invalid_citations,
+        sources=[SourceOut.model_validate(s) for s in numbered_sources(sources, result)],
+        generator=result.generator,
+        prompt_version=result.prompt_version,
+        timings=timings,
+    )

@@ -1,0 +1,19 @@
+"""Search: ``POST /v1/search`` ranks the tenant's chunks (dense, BM25 or hybrid, then the
+second stage) and returns them with their document, page, heading path and the score at
+each stage. The work is ``retrieval.search.search``; this module only wires HTTP to it."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import SessionDep, SettingsDep, TenantDep
+from retrieval.search import SearchRequest, SearchResponse, search
+
+router = APIRouter(prefix="/v1", tags=["search"])
+
+
+@router.post("/search", response_model=SearchResponse, summary="Rank the tenant's chunks")
+def search_chunks(
+    body: SearchRequest, scope: TenantDep, session: SessionDep, settings: SettingsDep
+) -> SearchResponse:
+    return search(settings, session, scope, body)

@@ -1,0 +1,257 @@
+"""Parse a stored file into elements with unstructured, keeping for each element its
+type, page number, heading path and (for tables) the HTML of the table.
+
+Only the ``fast``/``auto``/``ocr_only`` strategies are used: ``hi_res`` needs models from
+a hub. Bounds are checked before parsing (pages, expanded size of zip containers) and
+after it (extracted text), so a pathological file fails alone with a clear reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.settings import Settings
+from ingest import unstructured_env
+from ingest.errors import DocumentRejected
+from ingest.filetypes import DetectedType, tesseract_available
+
+log = logging.getLogger("ragkb.ingest")
+
+_ZIP_CONTAINERS = {"DOCX", "PPTX", "XLSX", "ODT", "EPUB"}
+_OLE_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")
+
+
+@dataclass(slots=True)
+class ParsedElement:
+    type: str  # unstructured's category, e.g. "Title", "NarrativeText", "Table"
+    text: str
+    page: int | None
+    heading_path: list[str]
+    table_html: str | None = None
+
+
+@dataclass(slots=True)
+class ParsedDocument:
+    elements: list[ParsedElement]
+    page_count: int | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_file(
+    path: Path, detected: DetectedType, filename: str, settings: Settings
+) -> ParsedDocument:
+    """Parse ``path`` (whose original name was ``filename``); raise ``DocumentRejected``."""
+    check_bounds(path, detected, settings)
+    raw = _partition(path, detected, filename, settings)
+    elements = to_parsed_elements(raw)
+    if detected.name == "PDF" and not elements and _may_ocr(path, settings):
+        # No text layer (a scanned PDF): read the page images instead.
+        elements = to_parsed_elements(_partition(path, detected, filename, settings, "ocr_only"))
+    total = sum(len(e.text) for e in elements)
+    if total > settings.ingest_max_text_chars:
+        raise DocumentRejected(
+            f"extracted text is too long ({total:,} characters; the limit is "
+            f"{settings.ingest_max_text_chars:,})"
+        )
+    if not any(e.text.strip() for e in elements):
+        hint = (
+            " (a scanned PDF: OCR needs Tesseract installed and at most "
+            f"{settings.ingest_ocr_max_pages} pages)"
+        )
+        raise DocumentRejected(
+            "no text could be extracted from this file" + (hint if detected.name == "PDF" else "")
+        )
+    pages = [e.page for e in elements if e.page is not None]
+    page_count = _page_count(path, detected) or (max(pages) if pages else None)
+    return ParsedDocument(elements=elements, page_count=page_count)
+
+
+def check_bounds(path: Path, detected: DetectedType, settings: Settings) -> None:
+    """Refuse zip bombs, absurd page counts and encrypted files before parsing them."""
+    if detected.name in _ZIP_CONTAINERS:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                expanded = sum(info.file_size for info in archive.infolist())
+        except zipfile.BadZipFile as exc:
+            if _starts_with(path, _OLE_MAGIC):
+                # Office saves password-protected DOCX/XLSX/PPTX as an encrypted OLE file.
+                raise DocumentRejected(
+                    "the file is password-protected (encrypted Office document); "
+                    "upload a copy without a password"
+                ) from exc
+            raise DocumentRejected(f"the file is corrupt (not a valid container: {exc})") from exc
+        if expanded > settings.ingest_max_uncompressed_bytes:
+            raise DocumentRejected(
+                f"the file expands to {expanded:,} bytes, over the limit of "
+                f"{settings.ingest_max_uncompressed_bytes:,} (possible zip bomb)"
+            )
+    pages = _page_count(path, detected)
+    if pages is not None and pages > settings.ingest_max_pages:
+        raise DocumentRejected(
+            f"the document has {pages:,} pages; the limit is {settings.ingest_max_pages:,}"
+        )
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(len(magic)) == magic
+
+
+def _page_count(path: Path, detected: DetectedType) -> int | None:
+    if detected.name == "PDF":
+        return _pdf_page_count(path)
+    if detected.name == "PPTX":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return sum(
+                    1
+                    for n in archive.namelist()
+                    if n.startswith("ppt/slides/slide") and n.endswith(".xml")
+                )
+        except zipfile.BadZipFile:
+            return None
+    return None
+
+
+def _pdf_page_count(path: Path) -> int:
+    """Pages of a PDF, refusing password-protected and unreadable ones (PDFium: fast, and
+    it opens large real-world files that pypdf's safety limits reject)."""
+    import pypdfium2 as pdfium
+
+    try:
+        document = pdfium.PdfDocument(str(path))
+    except pdfium.PdfiumError as exc:
+        if "password" in str(exc).lower():
+            raise DocumentRejected(
+                "the PDF is password-protected; upload a copy without a password"
+            ) from exc
+        raise DocumentRejected(f"the PDF is corrupt and cannot be read: {exc}") from exc
+    try:
+        return len(document)
+    finally:
+        document.close()
+
+
+def _may_ocr(path: Path, settings: Settings) -> bool:
+    if settings.ingest_pdf_strategy == "ocr_only" or not tesseract_available():
+        return False
+    return _pdf_page_count(path) <= settings.ingest_ocr_max_pages
+
+
+def _partition(
+    path: Path,
+    detected: DetectedType,
+    filename: str,
+    settings: Settings,
+    pdf_strategy: str | None = None,
+) -> Sequence[Any]:
+    unstructured_env.prepare()
+    from unstructured.partition.auto import partition
+
+    kwargs: dict[str, Any] = {
+        "filename": str(path),
+        "metadata_filename": filename,
+        "languages": ["eng"],
+    }
+    if detected.parse_as_text:
+        kwargs["content_type"] = "text/plain"
+    else:
+        kwargs["content_type"] = detected.media_type
+    if detected.name == "PDF":
+        kwargs["strategy"] = pdf_strategy or settings.ingest_pdf_strategy
+    elif detected.name in {"BMP", "HEIC", "JPG", "PNG", "TIFF", "WEBP"}:
+        kwargs["strategy"] = "ocr_only"
+    if detected.name in {"EML", "MSG"}:
+        kwargs["process_attachments"] = True
+    try:
+        return list(partition(**kwargs))
+    except DocumentRejected:
+        raise
+    except MemoryError as exc:
+        raise DocumentRejected("the file needs more memory to parse than is available") from exc
+    except Exception as exc:
+        fallback = _fallback(detected, kwargs)
+        if fallback is None:
+            raise DocumentRejected(_describe_parse_error(exc, detected)) from exc
+        log.info("parsing %s as %s failed (%s); trying %s", filename, detected.name, exc, fallback)
+    try:
+        return list(partition(**kwargs))
+    except MemoryError as exc:
+        raise DocumentRejected("the file needs more memory to parse than is available") from exc
+    except Exception as exc:  # every parser raises its own types; report them plainly
+        raise DocumentRejected(_describe_parse_error(exc, detected)) from exc
+
+
+def _fallback(detected: DetectedType, kwargs: dict[str, Any]) -> str | None:
+    """A simpler way to read a file whose parser failed (changes ``kwargs``), if any."""
+    if detected.name in {"EML", "MSG"} and kwargs.get("process_attachments"):
+        # An attachment of a kind we cannot read (e.g. audio) must not lose the message.
+        kwargs["process_attachments"] = False
+        return "the message without its attachments"
+    if detected.name in {"CSV", "TSV"} and kwargs["content_type"] != "text/plain":
+        # Ragged rows or an unusual encoding: the text is still worth indexing.
+        kwargs["content_type"] = "text/plain"
+        return "plain text"
+    return None
+
+
+def _describe_parse_error(exc: Exception, detected: DetectedType) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    lowered = text.lower()
+    if "encrypt" in lowered or "password" in lowered:
+        return f"the {detected.name} file is encrypted or password-protected ({text[:200]})"
+    return f"the {detected.name} file could not be parsed: {type(exc).__name__}: {text[:300]}"
+
+
+def to_parsed_elements(raw: Sequence[Any]) -> list[ParsedElement]:
+    """Turn unstructured elements into ours, resolving each one's heading path from the
+    chain of parent titles unstructured records (``metadata.parent_id``)."""
+    by_id = {getattr(e, "id", None): e for e in raw}
+    out: list[ParsedElement] = []
+    for element in raw:
+        text = (element.text or "").strip()
+        category = str(getattr(element, "category", type(element).__name__))
+        if not text or category in {"PageBreak", "Image"}:
+            continue
+        metadata = element.metadata
+        table_html = getattr(metadata, "text_as_html", None) if category == "Table" else None
+        path = _parent_titles(element, by_id)
+        if category == "Title":
+            path.append(_heading_label(text))
+        out.append(
+            ParsedElement(
+                type=category,
+                text=text,
+                page=getattr(metadata, "page_number", None),
+                heading_path=path,
+                table_html=table_html,
+            )
+        )
+    return out
+
+
+def _parent_titles(element: Any, by_id: dict[Any, Any]) -> list[str]:
+    titles: list[str] = []
+    seen: set[Any] = set()
+    parent_id = element.metadata.parent_id
+    while parent_id is not None and parent_id not in seen:
+        seen.add(parent_id)
+        parent = by_id.get(parent_id)
+        if parent is None:
+            break
+        if getattr(parent, "category", "") == "Title" and (parent.text or "").strip():
+            titles.append(_heading_label(parent.text.strip()))
+        parent_id = parent.metadata.parent_id
+    titles.reverse()
+    return titles
+
+
+def _heading_label(text: str, limit: int = 200) -> str:
+    """Headings are labels: one line, bounded (a misdetected paragraph must not bloat)."""
+    one_line = " ".join(text.split())
+    return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"

@@ -1,0 +1,234 @@
+"""The index writer the ingestion tasks call: chunks in, dense + BM25 points out, with the
+tenant's BM25 statistics kept in step (in the caller's session; the caller commits).
+
+One ``ChunkIndexer`` per process (:func:`get_indexer`): the embedded index can be opened
+by one process only, and the API threads and in-process workers share it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.models import Chunk, Document, DocumentStatus
+from core.settings import Settings
+from core.tenancy import TenantScope, scoped
+from retrieval import bm25
+from retrieval.embedding import DenseEmbedder, get_embedder
+from retrieval.index import IndexPoint, StoredPoint, VectorIndex, open_index
+from retrieval.rerank import reranker_state
+
+# Chunks embedded and upserted per step (one progress callback per step).
+_STEP = 64
+
+
+def index_text(chunk: Chunk) -> str:
+    """What is embedded and BM25-indexed: the heading path gives a chunk its context."""
+    heading = " > ".join(chunk.heading_path or [])
+    return f"{heading}\n{chunk.text}" if heading else chunk.text
+
+
+class ChunkIndexer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.embedder: DenseEmbedder = get_embedder(
+            settings.embedding_model, settings.embedding_batch_size, role="documents"
+        )
+        self.query_embedder: DenseEmbedder = get_embedder(
+            settings.embedding_model, settings.embedding_batch_size, role="queries"
+        )
+        self._index: VectorIndex | None = None
+        self._open_lock = threading.Lock()
+        self._tenant_locks: dict[str, threading.RLock] = {}
+        self._tenant_locks_guard = threading.Lock()
+
+    @property
+    def vector_index(self) -> VectorIndex:
+        if self._index is None:
+            with self._open_lock:
+                if self._index is None:
+                    self._index = open_index(
+                        self.settings, self.embedder.name, self.embedder.dimension
+                    )
+        return self._index
+
+    @contextmanager
+    def _tenant_lock(self, scope: TenantScope) -> Iterator[None]:
+        # Reading a tenant's existing points and updating its statistics must not interleave
+        # with another thread doing the same for the same chunks.
+        with self._tenant_locks_guard:
+            lock = self._tenant_locks.setdefault(scope.tenant_id, threading.RLock())
+        with lock:
+            yield
+
+    def index(
+        self,
+        scope: TenantScope,
+        session: Session,
+        chunks: Sequence[Chunk],
+        progress: Callable[[float], None] | None = None,
+    ) -> None:
+        """Embed and upsert ``chunks`` (point id = chunk id); re-indexing is idempotent."""
+        for chunk in chunks:
+            if chunk.tenant_id != scope.tenant_id:
+                raise ValueError(f"chunk {chunk.id} does not belong to tenant {scope.slug}")
+        if not chunks:
+            if progress:
+                progress(1.0)
+            return
+        texts = [index_text(c) for c in chunks]
+        terms = [bm25.TermCounts.of(t) for t in texts]
+        vectors: list[Any] = []
+        for start in range(0, len(texts), _STEP):
+            vectors.extend(self.embedder.embed(texts[start : start + _STEP]))
+            if progress:
+                # Embedding is the slow part: it stands for 90% of the work.
+                progress(0.9 * min(start + _STEP, len(texts)) / len(texts))
+        tags = _document_tags(session, scope, {c.document_id for c in chunks})
+        index = self.vector_index
+        with self._tenant_lock(scope):
+            existing = index.points(scope, ids=[c.id for c in chunks], with_vectors=True)
+            df_delta, doc_delta, length_delta = _contributions(existing, sign=-1)
+            for t in terms:
+                for term in t.counts:
+                    df_delta[term] += 1
+            doc_delta += len(terms)
+            length_delta += sum(t.length for t in terms)
+            bm25.apply_delta(session, scope, df_delta, doc_delta, length_delta)
+            avg_length = bm25.corpus_stats(session, scope).avg_length
+            points = [
+                IndexPoint(
+                    id=chunk.id,
+                    dense=vector,
+                    sparse=bm25.document_vector(
+                        t, avg_length, self.settings.bm25_k1, self.settings.bm25_b
+                    ),
+                    payload=_payload(chunk, tags.get(chunk.document_id, []), t.length),
+                )
+                for chunk, vector, t in zip(chunks, vectors, terms, strict=True)
+            ]
+            for start in range(0, len(points), _STEP * 4):
+                index.upsert(scope, points[start : start + _STEP * 4])
+        if progress:
+            progress(1.0)
+
+    def delete(
+        self, scope: TenantScope, session: Session, document_id: str, version: int | None = None
+    ) -> None:
+        """Remove a document's points (every version when ``version`` is None) and their
+        share of the tenant's BM25 statistics."""
+        index = self.vector_index
+        with self._tenant_lock(scope):
+            existing = index.points(
+                scope, document_id=document_id, version=version, with_vectors=True
+            )
+            if not existing:
+                return
+            df_delta, doc_delta, length_delta = _contributions(existing, sign=-1)
+            bm25.apply_delta(session, scope, df_delta, doc_delta, length_delta)
+            index.delete(scope, ids=[p.id for p in existing])
+
+    def rebuild(
+        self,
+        scope: TenantScope,
+        session: Session,
+        progress: Callable[[float], None] | None = None,
+    ) -> int:
+        """Re-create the tenant's points and BM25 statistics from the ``chunks`` table (no
+        re-parsing): after a lost index, a changed embedding model or drifted statistics.
+        Returns the number of chunks indexed."""
+        stmt = (
+            scoped(select(Chunk), Chunk, scope)
+            .join(Document, Document.id == Chunk.document_id)
+            .where(Document.status != DocumentStatus.DELETING)
+            .order_by(Chunk.document_id, Chunk.version, Chunk.ordinal)
+        )
+        chunks = list(session.scalars(stmt))
+        with self._tenant_lock(scope):
+            self.vector_index.delete_tenant(scope)
+            bm25.reset(session, scope)
+            # One call: every chunk gets the final average length of the tenant's corpus.
+            self.index(scope, session, chunks, progress)
+        return len(chunks)
+
+    def count(self, scope: TenantScope, document_id: str | None = None) -> int:
+        return self.vector_index.count(scope, document_id=document_id)
+
+    def health(self) -> dict[str, Any]:
+        """For ``/readyz``: the index engine and size, the models in use."""
+        return {
+            **self.vector_index.health(),
+            "embedding_model": self.settings.embedding_model,
+            **reranker_state(self.settings),
+        }
+
+    def close(self) -> None:
+        with self._open_lock:
+            if self._index is not None:
+                self._index.close()
+                self._index = None
+
+
+def _document_tags(
+    session: Session, scope: TenantScope, document_ids: set[str]
+) -> dict[str, list[str]]:
+    stmt = scoped(select(Document.id, Document.tags), Document, scope).where(
+        Document.id.in_(document_ids)
+    )
+    return {doc_id: list(tags or []) for doc_id, tags in session.execute(stmt)}
+
+
+def _payload(chunk: Chunk, tags: list[str], length: int) -> dict[str, Any]:
+    return {
+        "tenant_id": chunk.tenant_id,
+        "document_id": chunk.document_id,
+        "version": chunk.version,
+        "ordinal": chunk.ordinal,
+        "tags": tags,
+        "bm25_len": length,
+    }
+
+
+def _contributions(points: Sequence[StoredPoint], sign: int) -> tuple[Counter[int], int, int]:
+    """What ``points`` add to (sign=1) or take from (sign=-1) the tenant's statistics."""
+    df: Counter[int] = Counter()
+    length = 0
+    for point in points:
+        if point.sparse is not None:
+            for term in point.sparse.indices:
+                df[term] += sign
+        length += sign * int(point.payload.get("bm25_len", 0))
+    return df, sign * len(points), length
+
+
+_indexers: dict[tuple[str | None, Path, str, str], ChunkIndexer] = {}
+_indexers_lock = threading.Lock()
+
+
+def get_indexer(settings: Settings) -> ChunkIndexer:
+    """The process-wide indexer for these settings' index and embedding model."""
+    key = (
+        settings.qdrant_url,
+        settings.index_path.resolve(),
+        settings.index_engine,
+        settings.embedding_model,
+    )
+    with _indexers_lock:
+        if key not in _indexers:
+            _indexers[key] = ChunkIndexer(settings)
+        return _indexers[key]
+
+
+def close_indexers() -> None:
+    """Flush and close every open index (process shutdown, tests)."""
+    with _indexers_lock:
+        for indexer in _indexers.values():
+            indexer.close()
+        _indexers.clear()

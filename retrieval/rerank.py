@@ -1,0 +1,161 @@
+"""The second stage: re-score the top fused candidates, drop weak ones, cap per document.
+
+With ``RAGKB_RERANK_MODEL`` naming a cross-encoder (a hub id in the local cache, or a
+folder), it scores (query, chunk) pairs; its sigmoid output (0..1) is comparable across
+queries, so the relevance threshold applies. No PyPI package ships cross-encoder weights,
+so the embedded default, or a configured model that cannot be loaded offline, re-scores
+with signals it already has: a convex fusion of the candidates' dense cosine and BM25
+scores, each min-max normalised over the candidates (on SciFact it beats RRF's rank-only
+fusion, see ``bench/README.md``). Its name in responses and ``/readyz`` says which ran.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from core.model_loading import force_offline, resolve_model
+from core.settings import Settings
+
+log = logging.getLogger("ragkb.retrieval")
+
+# Weight of the dense score in the score-fusion second stage (tuned on SciFact *train*).
+FUSION_DENSE_WEIGHT = 0.4
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    text: str
+    document_id: str
+    dense: float | None
+    bm25: float | None
+
+
+class Reranker(Protocol):
+    name: str
+    # True when scores are calibrated relevance in 0..1 (then the threshold applies).
+    calibrated: bool
+
+    def score(self, query: str, candidates: Sequence[Candidate]) -> list[float]: ...
+
+
+class ScoreFusionReranker:
+    """Convex fusion of min-max-normalised dense and BM25 scores."""
+
+    calibrated = False
+
+    def __init__(self, dense_weight: float = FUSION_DENSE_WEIGHT, reason: str = "") -> None:
+        self.dense_weight = dense_weight
+        self.name = "score-fusion(dense+bm25)" + (f": {reason}" if reason else "")
+
+    def score(self, query: str, candidates: Sequence[Candidate]) -> list[float]:
+        dense = _min_max([c.dense for c in candidates])
+        bm25 = _min_max([c.bm25 for c in candidates])
+        w = self.dense_weight
+        return [w * d + (1.0 - w) * s for d, s in zip(dense, bm25, strict=True)]
+
+
+class CrossEncoderReranker:
+    calibrated = True
+
+    def __init__(self, model_ref: str, batch_size: int = 32) -> None:
+        force_offline()
+        from sentence_transformers import CrossEncoder
+
+        self.model_ref = model_ref
+        self.batch_size = batch_size
+        self._model = CrossEncoder(resolve_model(model_ref), device="cpu", num_labels=1)
+        self.name = f"cross-encoder:{model_ref}"
+
+    def score(self, query: str, candidates: Sequence[Candidate]) -> list[float]:
+        if not candidates:
+            return []
+        import torch
+
+        logits = self._model.predict(
+            [(query, c.text) for c in candidates],
+            batch_size=self.batch_size,
+            activation_fn=torch.nn.Identity(),
+            show_progress_bar=False,
+        )
+        return [_sigmoid(float(x)) for x in logits]
+
+
+def second_stage(
+    reranker: Reranker,
+    query: str,
+    candidates: Sequence[Candidate],
+    *,
+    top_k: int,
+    max_per_document: int,
+    min_score: float | None,
+) -> list[tuple[int, float]]:
+    """(candidate index, rerank score) of the final list, best first."""
+    scores = reranker.score(query, candidates)
+    order = sorted(range(len(candidates)), key=lambda i: scores[i], reverse=True)
+    per_document: dict[str, int] = {}
+    kept: list[tuple[int, float]] = []
+    for i in order:
+        if reranker.calibrated and min_score is not None and scores[i] < min_score:
+            break
+        doc = candidates[i].document_id
+        if per_document.get(doc, 0) >= max_per_document:
+            continue
+        per_document[doc] = per_document.get(doc, 0) + 1
+        kept.append((i, scores[i]))
+        if len(kept) == top_k:
+            break
+    return kept
+
+
+_rerankers: dict[str | None, Reranker] = {}
+_rerankers_lock = threading.Lock()
+
+
+def get_reranker(settings: Settings) -> Reranker:
+    """The process-wide second stage for the configured model, loaded once on first use."""
+    ref = settings.rerank_model
+    with _rerankers_lock:
+        if ref not in _rerankers:
+            _rerankers[ref] = _load(ref)
+        return _rerankers[ref]
+
+
+def reranker_state(settings: Settings) -> dict[str, Any]:
+    """What ``/readyz`` says about the second stage (without loading a model)."""
+    loaded = _rerankers.get(settings.rerank_model)
+    if loaded is not None:
+        return {"reranker": loaded.name, "cross_encoder": loaded.calibrated}
+    if settings.rerank_model:
+        return {"reranker": f"cross-encoder:{settings.rerank_model} (loads on first use)"}
+    return {"reranker": ScoreFusionReranker(reason=_NO_MODEL).name, "cross_encoder": False}
+
+
+_NO_MODEL = "no cross-encoder configured (RAGKB_RERANK_MODEL)"
+
+
+def _load(ref: str | None) -> Reranker:
+    if not ref:
+        return ScoreFusionReranker(reason=_NO_MODEL)
+    try:
+        return CrossEncoderReranker(ref)
+    except Exception as exc:  # offline and not cached, wrong path, not a cross-encoder...
+        log.warning("cross-encoder %r unavailable, using score fusion: %s", ref, exc)
+        return ScoreFusionReranker(reason=f"cross-encoder {ref!r} unavailable ({exc})")
+
+
+def _min_max(values: Sequence[float | None]) -> list[float]:
+    present = [v for v in values if v is not None]
+    if not present:
+        return [0.0] * len(values)
+    low, high = min(present), max(present)
+    span = high - low
+    return [0.0 if v is None else ((v - low) / span if span > 0 else 1.0) for v in values]
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))

@@ -1,0 +1,213 @@
+"""Search: dense, BM25 or hybrid (RRF-fused) first stage, then the second stage.
+
+Every hit carries the score of each stage it went through (``dense`` cosine, ``bm25``,
+``fused`` RRF, ``rerank``) and is joined to SQL, the source of truth, through the tenant's
+scope: a point whose chunk or document is gone, or not the document's current ready
+version, is never returned.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+from pydantic import BaseModel, Field
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from core.errors import BadRequest
+from core.models import Chunk, Document, DocumentStatus
+from core.settings import Settings
+from core.tenancy import TenantScope
+from retrieval import bm25
+from retrieval.index import QuerySpec, StoredPoint
+from retrieval.indexer import get_indexer
+from retrieval.rerank import Candidate, get_reranker, second_stage
+
+# The first stage fetches this many times what it needs, so that points that SQL no longer
+# considers searchable (a version being replaced, a document being deleted) leave room.
+_OVERFETCH = 2
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
+
+
+class SearchRequest(BaseModel):
+    query: str = Field(min_length=1, max_length=4000, description="What to look for.")
+    top_k: int = Field(default=10, ge=1, le=100, description="Chunks to return.")
+    mode: Literal["dense", "bm25", "hybrid"] = Field(
+        default="hybrid", description="First stage: dense, BM25, or both fused with RRF."
+    )
+    rerank: bool = Field(default=True, description="Run the second stage.")
+    document_ids: list[str] | None = Field(
+        default=None, max_length=1000, description="Only these documents (of yours)."
+    )
+    tags: list[str] | None = Field(
+        default=None, max_length=100, description="Only documents with one of these tags."
+    )
+
+
+class SearchHit(BaseModel):
+    chunk_id: str
+    document_id: str
+    filename: str
+    version: int
+    ordinal: int
+    text: str
+    page_start: int | None = None
+    page_end: int | None = None
+    heading_path: list[str] = Field(default_factory=list)
+    scores: dict[str, float] = Field(
+        default_factory=dict, description="Score at each stage: dense, bm25, fused, rerank."
+    )
+    score: float = Field(description="The final score the list is ordered by.")
+
+
+class SearchResponse(BaseModel):
+    hits: list[SearchHit]
+    reranker: str = Field(description="What ran as the second stage, or 'none' and why.")
+    timings: dict[str, float] = Field(description="retrieve_ms, rerank_ms, total_ms.")
+
+
+def search(
+    settings: Settings, session: Session, scope: TenantScope, request: SearchRequest
+) -> SearchResponse:
+    query = request.query.strip()
+    if not query:
+        raise BadRequest("the query is empty", code="empty_query")
+    started = time.perf_counter()
+    indexer = get_indexer(settings)
+    wanted = max(request.top_k, settings.rerank_candidates if request.rerank else 0)
+
+    # Dense and BM25 scores are both computed for every candidate (when there is a query
+    # vector for them): the response reports them and the second stage fuses them.
+    dense_query = (
+        indexer.query_embedder.embed_query(query)
+        if request.mode != "bm25" or request.rerank
+        else None
+    )
+    sparse_query = bm25.query_vector(session, scope, query)
+    spec = QuerySpec(
+        mode=request.mode,
+        dense=dense_query.tolist() if dense_query is not None else None,
+        sparse=sparse_query,
+        limit=wanted * _OVERFETCH,
+        candidates=max(settings.retrieval_candidates, wanted * _OVERFETCH),
+        rrf_k=settings.rrf_k,
+    )
+    points = indexer.vector_index.query(
+        scope, spec, document_ids=request.document_ids, tags=request.tags
+    )
+    first = _hydrate(session, scope, points, request.mode, dense_query, sparse_query)[:wanted]
+    retrieved = time.perf_counter()
+
+    if request.rerank and first:
+        reranker = get_reranker(settings)
+        candidates = first  # the top max(rerank_candidates, top_k) of the first stage
+        kept = second_stage(
+            reranker,
+            query,
+            [
+                Candidate(h.text, h.document_id, h.scores.get("dense"), h.scores.get("bm25"))
+                for h in candidates
+            ],
+            top_k=request.top_k,
+            max_per_document=settings.rerank_max_per_document,
+            min_score=settings.rerank_min_score,
+        )
+        hits = []
+        for i, score in kept:
+            hit = candidates[i]
+            hit.scores["rerank"] = score
+            hit.score = score
+            hits.append(hit)
+        reranker_name = reranker.name
+    else:
+        hits = first[: request.top_k]
+        reranker_name = "none (rerank=false)" if not request.rerank else "none (no candidates)"
+    done = time.perf_counter()
+    return SearchResponse(
+        hits=hits,
+        reranker=reranker_name,
+        timings={
+            "retrieve_ms": round((retrieved - started) * 1000, 2),
+            "rerank_ms": round((done - retrieved) * 1000, 2),
+            "total_ms": round((done - started) * 1000, 2),
+        },
+    )
+
+
+def searchable(stmt: S) -> S:
+    """Searchable = the chunk belongs to its document's current version and that document
+    is ready. Ingestion bumps ``documents.version`` when a new version is fully indexed, so
+    the old version stays searchable until then and a half-indexed one never is."""
+    return stmt.where(Chunk.version == Document.version, Document.status == DocumentStatus.READY)
+
+
+def _hydrate(
+    session: Session,
+    scope: TenantScope,
+    points: Sequence[StoredPoint],
+    mode: str,
+    dense_query: np.ndarray | None,
+    sparse_query: bm25.SparseVec,
+) -> list[SearchHit]:
+    """Join ranked points to their chunk rows (through the scope), keeping the rank order."""
+    if not points:
+        return []
+    rows = _owned_chunks(session, scope, [p.id for p in points])
+    hits: list[SearchHit] = []
+    for point in points:
+        if point.id not in rows:
+            continue
+        chunk, filename = rows[point.id]
+        scores: dict[str, float] = {}
+        if dense_query is not None and point.dense is not None:
+            scores["dense"] = float(np.dot(dense_query, np.asarray(point.dense, np.float32)))
+        if sparse_query and point.sparse is not None:
+            scores["bm25"] = sparse_query.dot(point.sparse)
+        primary = mode
+        if mode == "hybrid":
+            # With no query term known to BM25 the engine ran the dense branch alone.
+            primary = "fused" if sparse_query else "dense"
+            scores[primary] = point.score
+        hits.append(
+            SearchHit(
+                chunk_id=chunk.id,
+                document_id=chunk.document_id,
+                filename=filename,
+                version=chunk.version,
+                ordinal=chunk.ordinal,
+                text=chunk.text,
+                page_start=chunk.page_start,
+                page_end=chunk.page_end,
+                heading_path=list(chunk.heading_path or []),
+                scores=scores,
+                score=scores.get(primary, point.score),
+            )
+        )
+    return hits
+
+
+def _owned_chunks(
+    session: Session, scope: TenantScope, chunk_ids: list[str]
+) -> dict[str, tuple[Chunk, str]]:
+    """Searchable chunks (with their filename) among ``chunk_ids`` that the tenant owns.
+
+    The batch form of ``core.tenancy.get_owned``: rows are looked up by primary key and the
+    tenant is checked on each row. Putting the tenant condition in the SQL instead makes
+    SQLite (no table statistics) walk the tenant's whole chunk index: 125 ms instead of 1 ms
+    per search at 100k chunks.
+    """
+    stmt = (
+        select(Chunk, Document.filename)
+        .join(Document, Document.id == Chunk.document_id)
+        .where(Chunk.id.in_(chunk_ids))
+    )
+    return {
+        chunk.id: (chunk, filename)
+        for chunk, filename, document_tenant in session.execute(
+            searchable(stmt.add_columns(Document.tenant_id))
+        )
+        if chunk.tenant_id == scope.tenant_id and document_tenant == scope.tenant_id
+    }

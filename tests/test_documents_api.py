@@ -1,0 +1,352 @@
+"""The documents API against the real app: uploads are stored per tenant, queued and
+processed in-process through parsing, chunking and the real index writer."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from core.settings import Settings
+from tests.helpers import TenantCredentials, assert_error, make_settings
+
+MARKDOWN = b"""# Travel policy
+
+Employees book flights through the travel portal. Economy class is the default for
+flights under six hours.
+
+## Hotels
+
+Hotel stays are reimbursed up to 180 euros per night in large cities.
+
+# Expenses
+
+Receipts are uploaded within thirty days.
+"""
+
+MARKDOWN_V2 = MARKDOWN.replace(b"180 euros", b"210 euros")
+
+
+def wait_done(client: TestClient, creds: TenantCredentials, doc_id: str, timeout: float = 90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(f"/v1/documents/{doc_id}", headers=creds.headers).json()
+        if body["status"] in ("ready", "failed"):
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"document {doc_id} still {body['status']} after {timeout}s")
+
+
+def upload(
+    client: TestClient, creds: TenantCredentials, *files: tuple[str, bytes], **form: str
+) -> Any:
+    parts = [
+        ("files", (name, io.BytesIO(data), "application/octet-stream")) for name, data in files
+    ]
+    return client.post("/v1/documents", headers=creds.headers, files=parts, data=form)
+
+
+def test_upload_is_parsed_chunked_and_indexed(
+    client: TestClient, tenant_a: TenantCredentials
+) -> None:
+    response = upload(client, tenant_a, ("policy.md", MARKDOWN), tags="hr, travel", title="Policy")
+    assert response.status_code == 202, response.text
+    [doc] = response.json()["documents"]
+    assert doc["status"] == "queued" and doc["version"] == 1 and not doc["duplicate"]
+    body = wait_done(client, tenant_a, doc["id"])
+    assert body["status"] == "ready", body
+    assert body["progress"] == 100.0 and body["chunk_count"] >= 1
+    assert body["stage"] == "searchable"
+    assert body["tags"] == ["hr", "travel"] and body["title"] == "Policy"
+    assert body["media_type"] == "text/markdown"
+    chunks = client.get(f"/v1/documents/{doc['id']}/chunks", headers=tenant_a.headers).json()
+    by_text = {c["text"].split()[-1]: c for c in chunks}
+    assert "Hotel stays" in by_text["cities."]["text"]
+    assert by_text["cities."]["heading_path"][0] == "Travel policy"
+    assert by_text["days."]["heading_path"] == ["Expenses"]
+    found = client.post(
+        "/v1/search", headers=tenant_a.headers, json={"query": "hotel reimbursement per night"}
+    )
+    assert found.status_code == 200, found.text
+    assert doc["id"] in found.text
+    original = client.get(f"/v1/documents/{doc['id']}/file", headers=tenant_a.headers)
+    assert original.content == MARKDOWN
+
+
+def encrypted_pdf() -> bytes:
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    writer.add_blank_page(width=200, height=200)
+    writer.encrypt("secret")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def search_ids(client: TestClient, creds: TenantCredentials, query: str) -> set[str]:
+    response = client.post("/v1/search", headers=creds.headers, json={"query": query})
+    assert response.status_code == 200, response.text
+    return {hit["document_id"] for hit in response.json()["hits"]}
+
+
+def test_identical_bytes_return_the_existing_document(
+    client: TestClient, tenant_a: TenantCredentials, settings: Settings
+) -> None:
+    first = upload(client, tenant_a, ("a.md", MARKDOWN)).json()["documents"][0]
+    wait_done(client, tenant_a, first["id"])
+    again = upload(client, tenant_a, ("renamed.md", MARKDOWN)).json()["documents"][0]
+    assert again["id"] == first["id"] and again["duplicate"] is True
+    listing = client.get("/v1/documents", headers=tenant_a.headers).json()
+    assert listing["total"] == 1
+    stored = [p for p in settings.files_dir.rglob("*") if p.is_file()]
+    assert len(stored) == 1
+
+
+def test_new_version_replaces_the_old_only_when_ready(
+    client: TestClient, tenant_a: TenantCredentials
+) -> None:
+    v1 = upload(client, tenant_a, ("policy.md", MARKDOWN)).json()["documents"][0]
+    assert wait_done(client, tenant_a, v1["id"])["status"] == "ready"
+    # A new version that fails leaves the old one in place and searchable.
+    broken = upload(client, tenant_a, ("policy.md", encrypted_pdf())).json()["documents"][0]
+    assert broken["version"] == 2
+    failed = wait_done(client, tenant_a, broken["id"])
+    assert failed["status"] == "failed" and "password" in failed["error"]
+    assert (
+        client.get(f"/v1/documents/{v1['id']}", headers=tenant_a.headers).json()["status"]
+        == "ready"
+    )
+    assert v1["id"] in search_ids(client, tenant_a, "hotel per night")
+    # A good new version replaces it once ready.
+    v3 = upload(client, tenant_a, ("policy.md", MARKDOWN_V2)).json()["documents"][0]
+    assert v3["version"] == 3
+    assert wait_done(client, tenant_a, v3["id"])["status"] == "ready"
+    assert client.get(f"/v1/documents/{v1['id']}", headers=tenant_a.headers).status_code == 404
+    hits = search_ids(client, tenant_a, "hotel per night")
+    assert v3["id"] in hits and v1["id"] not in hits
+
+
+def test_delete_removes_chunks_index_points_and_file(
+    client: TestClient, tenant_a: TenantCredentials, settings: Settings
+) -> None:
+    doc = upload(client, tenant_a, ("policy.md", MARKDOWN)).json()["documents"][0]
+    wait_done(client, tenant_a, doc["id"])
+    assert doc["id"] in search_ids(client, tenant_a, "hotel per night")
+    response = client.delete(f"/v1/documents/{doc['id']}", headers=tenant_a.headers)
+    assert response.status_code == 204, response.text
+    assert_error(client.get(f"/v1/documents/{doc['id']}", headers=tenant_a.headers), 404)
+    assert doc["id"] not in search_ids(client, tenant_a, "hotel per night")
+    assert not [p for p in settings.files_dir.rglob("*") if p.is_file()]
+    assert_error(client.delete(f"/v1/documents/{doc['id']}", headers=tenant_a.headers), 404)
+
+
+def test_other_tenants_documents_are_invisible(
+    client: TestClient, tenant_a: TenantCredentials, tenant_b: TenantCredentials
+) -> None:
+    doc = upload(client, tenant_a, ("policy.md", MARKDOWN)).json()["documents"][0]
+    wait_done(client, tenant_a, doc["id"])
+    for method, suffix in [("get", ""), ("get", "/file"), ("get", "/chunks"), ("delete", "")]:
+        response = client.request(
+            method, f"/v1/documents/{doc['id']}{suffix}", headers=tenant_b.headers
+        )
+        assert_error(response, 404, "not_found")
+    assert client.get("/v1/documents", headers=tenant_b.headers).json()["total"] == 0
+    assert doc["id"] not in search_ids(client, tenant_b, "hotel per night")
+    # The same bytes uploaded by B are B's own document, not A's.
+    mine = upload(client, tenant_b, ("policy.md", MARKDOWN)).json()["documents"][0]
+    assert mine["id"] != doc["id"] and mine["duplicate"] is False
+    assert client.get(f"/v1/documents/{doc['id']}", headers=tenant_a.headers).status_code == 200
+
+
+def test_bad_input_gets_clear_errors(client: TestClient, tenant_a: TenantCredentials) -> None:
+    assert_error(upload(client, tenant_a, ("empty.txt", b"")), 422, "empty_file")
+    elf = b"\x7fELF\x02\x01\x01" + bytes(range(256)) * 8
+    error = assert_error(upload(client, tenant_a, ("notes.txt", elf)), 415)
+    assert "unsupported file type" in error["message"]
+    response = client.post("/v1/documents", headers=tenant_a.headers, data={"title": "x"})
+    assert response.status_code in (415, 422)
+    no_file = client.post("/v1/documents", headers=tenant_a.headers, files={"other": ("x", b"y")})
+    assert_error(no_file, 400, "no_file")
+    assert client.get("/v1/documents", headers=tenant_a.headers).json()["total"] == 0
+
+
+def test_one_bad_file_never_fails_the_batch(
+    client: TestClient, tenant_a: TenantCredentials
+) -> None:
+    response = upload(
+        client,
+        tenant_a,
+        ("empty.txt", b""),
+        ("policy.md", MARKDOWN),
+        ("locked.pdf", encrypted_pdf()),
+    )
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert [r["filename"] for r in body["rejected"]] == ["empty.txt"]
+    assert body["rejected"][0]["status_code"] == 422
+    by_name = {d["filename"]: d["id"] for d in body["documents"]}
+    assert wait_done(client, tenant_a, by_name["policy.md"])["status"] == "ready"
+    locked = wait_done(client, tenant_a, by_name["locked.pdf"])
+    assert locked["status"] == "failed" and "password" in locked["error"]
+    assert locked["chunk_count"] == 0
+    failed = client.get("/v1/documents?status=failed", headers=tenant_a.headers).json()
+    assert [d["id"] for d in failed["items"]] == [by_name["locked.pdf"]]
+
+
+@pytest.fixture
+def small_limit_client(tmp_path: Path, sqlite_template: Path) -> Iterator[TestClient]:
+    import shutil
+
+    from api.app import create_app
+
+    data_dir = tmp_path / "small"
+    data_dir.mkdir()
+    shutil.copy(sqlite_template, data_dir / "ragkb.db")
+    app = create_app(make_settings(data_dir, max_upload_bytes=1000, max_files_per_upload=2))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+def test_oversized_upload_is_refused_with_413(small_limit_client: TestClient) -> None:
+    from core import tenants
+    from core.db import Database
+    from core.models import KeyRole
+
+    settings: Settings = small_limit_client.app.state.settings  # type: ignore[attr-defined]
+    db = Database.from_settings(settings)
+    with db.session() as session:
+        tenant = tenants.create_tenant(session, "small")
+        key = tenants.issue_key(session, role=KeyRole.TENANT, tenant=tenant).plaintext
+    db.dispose()
+    headers = {"Authorization": f"Bearer {key}"}
+    big = b"word " * 400  # 2,000 bytes: over the 1,000-byte limit, streamed and counted
+    response = small_limit_client.post(
+        "/v1/documents", headers=headers, files=[("files", ("big.txt", big, "text/plain"))]
+    )
+    assert_error(response, 413, "payload_too_large")
+    huge = small_limit_client.post(
+        "/v1/documents",
+        headers={
+            **headers,
+            "Content-Type": "multipart/form-data; boundary=x",
+            "Content-Length": str(10**10),
+        },
+        content=b"--x--",
+    )
+    assert_error(huge, 413)
+    assert not [p for p in settings.files_dir.rglob("*") if p.is_file()]
+
+
+def test_full_lifecycle_on_sqlite_and_postgresql(any_db_settings: Settings) -> None:
+    from api.app import create_app
+    from core import tenants
+    from core.db import Database
+    from core.models import KeyRole
+
+    db = Database.from_settings(any_db_settings)
+    with db.session() as session:
+        tenant = tenants.create_tenant(session, "lifecycle")
+        key = tenants.issue_key(session, role=KeyRole.TENANT, tenant=tenant).plaintext
+    db.dispose()
+    headers = {"Authorization": f"Bearer {key}"}
+    with TestClient(create_app(any_db_settings), raise_server_exceptions=False) as client:
+        files = [("files", ("policy.md", io.BytesIO(MARKDOWN), "text/markdown"))]
+        response = client.post("/v1/documents", headers=headers, files=files, data={"tags": "hr"})
+        doc_id = response.json()["documents"][0]["id"]
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            body = client.get(f"/v1/documents/{doc_id}", headers=headers).json()
+            if body["status"] in ("ready", "failed"):
+                break
+            time.sleep(0.1)
+        assert body["status"] == "ready", body
+        tagged = client.get("/v1/documents?tag=hr&status=ready", headers=headers).json()
+        assert [d["id"] for d in tagged["items"]] == [doc_id]
+        assert client.get("/v1/documents?tag=other", headers=headers).json()["total"] == 0
+        assert client.delete(f"/v1/documents/{doc_id}", headers=headers).status_code == 204
+        assert client.get("/v1/documents", headers=headers).json()["total"] == 0
+
+
+def test_interrupted_documents_are_failed_and_cleaned(
+    settings: Settings, tenant_a: TenantCredentials
+) -> None:
+    from datetime import timedelta
+
+    from core.db import Database
+    from core.models import Chunk, Document, DocumentStatus, utcnow
+    from ingest.pipeline import reap_interrupted
+
+    db = Database.from_settings(settings)
+    with db.session() as session:
+        doc = Document(
+            tenant_id=tenant_a.scope.tenant_id,
+            filename="half.md",
+            sha256="f" * 64,
+            status=DocumentStatus.CHUNKING,
+            heartbeat_at=utcnow() - timedelta(seconds=settings.ingest_stale_after_s + 5),
+        )
+        fresh = Document(
+            tenant_id=tenant_a.scope.tenant_id,
+            filename="busy.md",
+            sha256="e" * 64,
+            status=DocumentStatus.PARSING,
+            heartbeat_at=utcnow(),
+        )
+        session.add_all([doc, fresh])
+        session.flush()
+        session.add(
+            Chunk(tenant_id=doc.tenant_id, document_id=doc.id, version=1, ordinal=0, text="x")
+        )
+    assert reap_interrupted(settings, db) == [doc.id]
+    with db.session() as session:
+        reaped = session.get(Document, doc.id)
+        assert reaped is not None and reaped.status == DocumentStatus.FAILED
+        assert reaped.error and "interrupted during chunking" in reaped.error
+        assert session.query(Chunk).filter(Chunk.document_id == doc.id).count() == 0
+        still = session.get(Document, fresh.id)
+        assert still is not None and still.status == DocumentStatus.PARSING
+    db.dispose()
+
+
+def test_a_retried_task_produces_the_same_chunks(
+    client: TestClient, tenant_a: TenantCredentials, settings: Settings
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from core.db import Database
+    from core.models import Document, DocumentStatus, utcnow
+    from ingest.pipeline import process_document
+    from retrieval.indexer import get_indexer
+
+    doc = upload(client, tenant_a, ("policy.md", MARKDOWN)).json()["documents"][0]
+    wait_done(client, tenant_a, doc["id"])
+    chunks_url = f"/v1/documents/{doc['id']}/chunks"
+    before = [(c["id"], c["text"]) for c in client.get(chunks_url, headers=tenant_a.headers).json()]
+    db = Database.from_settings(settings)
+    # As if its worker died after indexing, before marking it ready: the task runs again.
+    stale = utcnow() - timedelta(seconds=settings.ingest_stale_after_s + 1)
+    with db.session() as session:
+        session.execute(
+            update(Document)
+            .where(Document.id == doc["id"])
+            .values(status=DocumentStatus.INDEXING, heartbeat_at=stale)
+        )
+    status = process_document(settings, db, tenant_a.scope.tenant_id, doc["id"], final_attempt=True)
+    assert status == DocumentStatus.READY
+    after = [(c["id"], c["text"]) for c in client.get(chunks_url, headers=tenant_a.headers).json()]
+    assert after == before
+    assert get_indexer(settings).count(tenant_a.scope, document_id=doc["id"]) == len(before)
+    # A document that is ready is not processed again.
+    assert (
+        process_document(settings, db, tenant_a.scope.tenant_id, doc["id"], final_attempt=True)
+        is None
+    )
+    db.dispose()
