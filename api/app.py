@@ -4,6 +4,7 @@ and error handlers (and, as the product grows, the index, queue and generator)."
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,6 +24,7 @@ from core.ratelimit import Limiter, MemoryLimiter, RedisLimiter
 from core.secrets import SecretBox
 from core.settings import Settings, get_settings
 from generation.generator import readiness as generator_readiness
+from retrieval.indexer import close_indexers, get_indexer
 
 log = logging.getLogger("ragkb.api")
 
@@ -37,8 +39,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         app.state.ingest_queue = make_queue(settings, app.state.db)
         app.state.readiness_checks["ingest_queue"] = app.state.ingest_queue.health
+        if settings.warm_up:
+            # Load the embedding model and open the index now, not on the first request.
+            threading.Thread(target=get_indexer(settings).warm_up, daemon=True).start()
         yield
         app.state.ingest_queue.close()
+        close_indexers()
         app.state.db.dispose()
 
     app = FastAPI(
@@ -59,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "database": lambda: _check_database(db),
         "rate_limiter": limiter.health,
         "generator": lambda: generator_readiness(settings),
+        "index": lambda: get_indexer(settings).health(),
     }
 
     install_error_handlers(app)

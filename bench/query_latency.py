@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -187,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
             result = measure(run_settings, scope, sample, mode, rerank)
             print(f"| {size:,} | {mode} | {label} | {result['p50']:.1f} | {result['p95']:.1f} |")
         close_indexers()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -34,7 +35,7 @@ from core.models import Chunk, Document, DocumentStatus
 from core.settings import Settings
 from core.tenancy import TenantScope
 from retrieval.embedding import DenseEmbedder, Vectors
-from retrieval.indexer import ChunkIndexer, get_indexer
+from retrieval.indexer import ChunkIndexer, close_indexers, get_indexer
 from retrieval.rerank import ScoreFusionReranker, get_reranker
 from retrieval.search import SearchRequest, search
 
@@ -225,6 +226,10 @@ def main(argv: list[str] | None = None) -> None:
             reranker.dense_weight = weight
         results = run_queries(settings, db, scope, queries, chunk_to_corpus, "hybrid+rerank")
         _report(f"hybrid+rerank (dense weight {weight})", evaluate(results, qrels), 0)
+    close_indexers()
+    db.dispose()
+    if args.workdir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _report(run: str, scores: dict[str, float], per_query_ms: float) -> None:

@@ -140,6 +140,10 @@ class Settings(BaseSettings):
         "mode (SQLite). Production runs a one-shot `ragkb db upgrade`.",
     )
     max_upload_bytes: int = 100 * 1024 * 1024
+    warm_up: bool = Field(
+        default=True,
+        description="Load the embedding model and open the index when the server starts.",
+    )
 
     # --- limits: token buckets per API key and per tenant (Redis when configured) -----------
     rate_limit_key_rps: float = Field(default=20.0, gt=0, description="Requests/s per API key.")

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import qdrant_edge as qe
 
+from core.errors import ServiceUnavailable
 from retrieval.bm25 import SparseVec
 from retrieval.index import DENSE, SPARSE, IndexPoint, PointFilter, QuerySpec, StoredPoint
 
@@ -42,11 +43,21 @@ class EdgeEngine:
             vectors={DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)},
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams()},
         )
-        if path.is_dir() and any(path.iterdir()):
-            shard = qe.EdgeShard.load(str(path), config)
-        else:
-            path.mkdir(parents=True, exist_ok=True)
-            shard = qe.EdgeShard.create(str(path), config)
+        try:
+            if path.is_dir() and any(path.iterdir()):
+                shard = qe.EdgeShard.load(str(path), config)
+            else:
+                path.mkdir(parents=True, exist_ok=True)
+                shard = qe.EdgeShard.create(str(path), config)
+        except Exception as exc:
+            if "WouldBlock" in str(exc):  # the WAL lock: another process has it open
+                raise ServiceUnavailable(
+                    f"the embedded index {path} is open in another process (a running "
+                    "`ragkb serve`?): run this command through the API, stop the server, or "
+                    "use a Qdrant server (RAGKB_QDRANT_URL)",
+                    code="index_locked",
+                ) from exc
+            raise
         existing = set(shard.info().payload_schema)
         for field_name, schema in _PAYLOAD_INDEXES.items():
             if field_name not in existing:

@@ -161,8 +161,15 @@ class ChunkIndexer:
     def count(self, scope: TenantScope, document_id: str | None = None) -> int:
         return self.vector_index.count(scope, document_id=document_id)
 
+    def warm_up(self) -> None:
+        """Load the embedding models and open the index now rather than on the first
+        request (call it from a startup thread: it takes seconds)."""
+        self.query_embedder.embed_query("warm up")
+        _ = self.vector_index
+
     def health(self) -> dict[str, Any]:
-        """For ``/readyz``: the index engine and size, the models in use."""
+        """For ``/readyz``: the index engine and size, the models in use. Opens the index
+        (loading the embedding model) if nothing has yet; see :meth:`warm_up`."""
         return {
             **self.vector_index.health(),
             "embedding_model": self.settings.embedding_model,

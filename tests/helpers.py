@@ -25,6 +25,8 @@ def make_settings(data_dir: Path, database_url: str | None = None, **overrides: 
         "admin_key": SecretStr(ADMIN_KEY),
         "auto_migrate": False,
         "log_json": False,
+        # Tests open indexes on demand; a warm-up thread per app would only compete.
+        "warm_up": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.errors import ServiceUnavailable
 from core.tenancy import TenantScope
 from retrieval.bm25 import SparseVec
 from retrieval.index import IndexPoint, PointFilter, QuerySpec, VectorIndex, open_index
@@ -239,3 +240,13 @@ def test_points_survive_reopening(tmp_path: Path, engine_name: str) -> None:
         assert reopened.count(A) == 25
     finally:
         reopened.close()
+
+
+def test_a_second_opener_of_the_embedded_index_gets_a_clear_error(tmp_path: Path) -> None:
+    # qdrant-edge locks its folder (WAL): the CLI next to a running server must say why.
+    first = _open(tmp_path, "edge")
+    try:
+        with pytest.raises(ServiceUnavailable, match="open in another process"):
+            _open(tmp_path, "edge")
+    finally:
+        first.close()

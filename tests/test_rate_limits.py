@@ -148,3 +148,22 @@ def test_daily_question_quota(
     second = client.post("/v1/query", json={"question": "again?"}, headers=tenant_a.headers)
     assert_error(second, 429, "quota_queries")
     assert int(second.headers["retry-after"]) >= 1
+
+
+def test_document_and_storage_quotas(
+    client: TestClient, admin_headers: dict[str, str], tenant_a: TenantCredentials
+) -> None:
+    url = f"/v1/admin/tenants/{tenant_a.scope.slug}/limits"
+    client.patch(url, json={"max_documents": 1}, headers=admin_headers)
+    upload = "/v1/documents"
+    first = client.post(upload, files={"files": ("a.txt", b"first document\n")},
+                        headers=tenant_a.headers)
+    assert first.status_code == 202, first.text
+    second = client.post(upload, files={"files": ("b.txt", b"second document\n")},
+                         headers=tenant_a.headers)
+    assert_error(second, 429, "quota_documents")
+    client.patch(url, json={"max_documents": None, "max_stored_bytes": 20},
+                 headers=admin_headers)
+    big = client.post(upload, files={"files": ("c.txt", b"x" * 64 + b"\n")},
+                      headers=tenant_a.headers)
+    assert_error(big, 429, "quota_bytes")

@@ -165,7 +165,8 @@ def test_ranking_matches_rank_bm25_okapi_on_scifact(settings: Settings, tmp_path
                     _uuid(i) for i in sorted(range(len(corpus)), key=lambda i: -scores[i])[:10]
                 }
                 overlaps.append(len(ours & theirs) / 10)
-        assert sum(overlaps) / len(overlaps) >= 0.9
+        mean_overlap = sum(overlaps) / len(overlaps)
+        assert mean_overlap >= 0.9, f"top-10 overlap with BM25Okapi: {mean_overlap:.3f}"
     finally:
         index.close()
         db.dispose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import delete
@@ -19,7 +20,7 @@ from core.tenants import create_tenant
 from retrieval import bm25
 from retrieval.indexer import close_indexers, get_indexer
 from retrieval.rerank import get_reranker
-from retrieval.search import SearchRequest, search
+from retrieval.search import SearchHit, SearchRequest, search
 from tests.helpers import make_settings
 from tests.retrieval_support import add_chunks, add_document, index_document
 
@@ -60,9 +61,9 @@ def scopes(db: Database) -> tuple[TenantScope, TenantScope]:
         return TenantScope(a.id, a.slug), TenantScope(b.id, b.slug)
 
 
-def _search(settings: Settings, db: Database, scope: TenantScope, **kwargs: object) -> list:
+def _search(settings: Settings, db: Database, scope: TenantScope, **kwargs: Any) -> list[SearchHit]:
     with db.session() as session:
-        return search(settings, session, scope, SearchRequest(**kwargs)).hits  # type: ignore[arg-type]
+        return search(settings, session, scope, SearchRequest(**kwargs)).hits
 
 
 def test_each_mode_finds_the_right_chunk_with_its_context(

@@ -13,9 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from api.deps import SessionDep, SettingsDep, TenantDep, get_database
+from api.deps import SessionDep, SettingsDep, TenantDep, TenantLimitsDep, get_database
 from core.db import Database
 from core.errors import BadRequest, NotFound, PayloadTooLarge, RagkbError, UnsupportedMediaType
+from core.limits import TenantLimits, check_upload_quota
 from core.models import Document, DocumentStatus
 from core.settings import Settings
 from core.tenancy import TenantScope
@@ -150,6 +151,7 @@ _UPLOAD_SCHEMA = {
 async def upload_documents(
     request: Request,
     scope: TenantDep,
+    limits: TenantLimitsDep,
     settings: SettingsDep,
     db: Annotated[Database, Depends(get_database)],
 ) -> UploadOut:
@@ -181,6 +183,7 @@ async def upload_documents(
             db,
             settings,
             scope,
+            limits,
             files,
             tags,
             title if isinstance(title, str) and title.strip() else None,
@@ -199,6 +202,7 @@ def _add_all(
     db: Database,
     settings: Settings,
     scope: TenantScope,
+    limits: TenantLimits,
     files: list[UploadFile],
     tags: list[str],
     title: str | None,
@@ -211,6 +215,7 @@ def _add_all(
         try:
             # One transaction per file: a bad file never undoes the others.
             with db.session() as session:
+                check_upload_quota(session, scope, limits, files=1, size_bytes=upload.size or 0)
                 result = service.add_document(
                     session, settings, scope, filename, upload.file, tags=tags, title=title
                 )
