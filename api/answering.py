@@ -80,12 +80,10 @@ def answer(
         )
     except GeneratorUnavailable as exc:
         timings["total_ms"] = ms_since(started)
-        record_query(
-            session, scope, query_id=query_id, question=question.text, sources=sources,
+        raise unavailable(
+            session, scope, exc, query_id=query_id, question=question, sources=sources,
             timings=timings, generator=generator.name,
-            conversation_id=question.conversation_id, error=exc.message,
-        )
-        raise
+        ) from exc
     timings["generate_ms"] = result.generate_ms
     timings["total_ms"] = ms_since(started)
     observe_stages(settings, scope, timings)
@@ -94,6 +92,36 @@ def answer(
         timings=timings, result=result, conversation_id=question.conversation_id,
     )
     return Answered(query_id=query_id, result=result, sources=sources, timings=timings)
+
+
+class AnswerUnavailable(GeneratorUnavailable):
+    """The generator failed before answering. The question is logged; the error carries
+    its id and the retrieved sources, which the 503 still returns."""
+
+    def __init__(self, cause: GeneratorUnavailable, query_id: str, sources: list[Source]) -> None:
+        super().__init__(cause.message, code=cause.code)
+        self.query_id = query_id
+        self.sources = sources
+
+
+def unavailable(
+    session: Session,
+    scope: TenantScope,
+    cause: GeneratorUnavailable,
+    *,
+    query_id: str,
+    question: Question,
+    sources: list[Source],
+    timings: dict[str, float],
+    generator: str,
+) -> AnswerUnavailable:
+    """Log a question the generator could not answer; the error to raise for it."""
+    record_query(
+        session, scope, query_id=query_id, question=question.text, sources=sources,
+        timings=timings, generator=generator, conversation_id=question.conversation_id,
+        error=cause.message,
+    )
+    return AnswerUnavailable(cause, query_id, sources)
 
 
 def observe_stages(settings: Settings, scope: TenantScope, timings: dict[str, float]) -> None:

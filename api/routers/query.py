@@ -22,7 +22,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from api.answering import Question, ms_since, observe_stages, retrieve_sources
+from api.answering import (
+    AnswerUnavailable,
+    Question,
+    answer,
+    ms_since,
+    observe_stages,
+    retrieve_sources,
+    unavailable,
+)
 from api.deps import QuerySlotDep, SessionDep, SettingsDep, TenantDep
 from api.errors import error_body
 from core.db import Database
@@ -122,8 +130,6 @@ def query(
     settings: SettingsDep,
     _slot: QuerySlotDep,
 ) -> Any:
-    started = time.perf_counter()
-    query_id = new_id()
     question = Question(
         text=body.question,
         top_k=body.top_k,
@@ -133,71 +139,57 @@ def query(
         tags=body.tags,
         conversation_id=body.conversation_id,
     )
+    if not body.stream:
+        try:
+            answered = answer(settings, session, scope, question)
+        except AnswerUnavailable as exc:
+            return _unavailable_response(exc)
+        return query_out(answered.query_id, answered.result, answered.sources, answered.timings)
+
+    started = time.perf_counter()
+    query_id = new_id()
     sources, timings, calibrated = retrieve_sources(settings, session, scope, question)
     generator = get_generator(settings)
     events = stream_answer(
-        body.question,
-        sources,
-        generator,
-        settings,
-        stream=body.stream,
-        rerank_calibrated=calibrated,
+        body.question, sources, generator, settings, stream=True, rerank_calibrated=calibrated
     )
     try:
         first = next(events)  # a generator that cannot answer fails here, before any output
     except GeneratorUnavailable as exc:
         timings["total_ms"] = ms_since(started)
-        record_query(
-            session,
-            scope,
-            query_id=query_id,
-            question=body.question,
-            sources=sources,
-            timings=timings,
-            generator=generator.name,
-            conversation_id=body.conversation_id,
-            error=exc.message,
+        return _unavailable_response(
+            unavailable(
+                session, scope, exc, query_id=query_id, question=question, sources=sources,
+                timings=timings, generator=generator.name,
+            )
         )
-        content = error_body(
-            503, exc.message, exc.code, query_id=query_id, sources=numbered_sources(sources, None)
-        )
-        return JSONResponse(content, status_code=503)
-
-    if body.stream:
-        context = _StreamContext(
-            settings=settings,
-            db=request.app.state.db,
-            scope=scope,
-            query_id=query_id,
-            question=body.question,
-            conversation_id=body.conversation_id,
-            sources=sources,
-            timings=timings,
-            started=started,
-            generator=generator.name,
-            request_id=getattr(request.state, "request_id", None),
-        )
-        return StreamingResponse(
-            _sse(context, first, events),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-
-    result = _last_result(first, events)
-    timings["generate_ms"] = result.generate_ms
-    timings["total_ms"] = ms_since(started)
-    observe_stages(settings, scope, timings)
-    record_query(
-        session,
-        scope,
+    context = _StreamContext(
+        settings=settings,
+        db=request.app.state.db,
+        scope=scope,
         query_id=query_id,
         question=body.question,
+        conversation_id=body.conversation_id,
         sources=sources,
         timings=timings,
-        result=result,
-        conversation_id=body.conversation_id,
+        started=started,
+        generator=generator.name,
+        request_id=getattr(request.state, "request_id", None),
     )
-    return query_out(query_id, result, sources, timings)
+    return StreamingResponse(
+        _sse(context, first, events),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _unavailable_response(exc: AnswerUnavailable) -> JSONResponse:
+    """503 in the error shape, still carrying the query id and the retrieved sources."""
+    content = error_body(
+        503, exc.message, exc.code, query_id=exc.query_id,
+        sources=numbered_sources(exc.sources, None),
+    )
+    return JSONResponse(content, status_code=503)
 
 
 @router.post("/feedback", response_model=FeedbackOut, summary="Rate an answer")
@@ -290,16 +282,6 @@ def _sse(
                 conversation_id=ctx.conversation_id,
                 error=error,
             )
-
-
-def _last_result(
-    first: TokenEvent | AnswerResult, events: Iterator[TokenEvent | AnswerResult]
-) -> AnswerResult:
-    last = first
-    for last in events:  # noqa: B007 - only the final event (the result) matters
-        pass
-    assert isinstance(last, AnswerResult)
-    return last
 
 
 def query_out(
