@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from generation.sources import Source
 from generation.text import split_sentences
@@ -90,17 +90,7 @@ def _trim_to_sentences(source: Source, budget: int, count: TokenCounter) -> Sour
 
 
 def _with_text(source: Source, text: str) -> Source:
-    return Source(
-        chunk_id=source.chunk_id,
-        document_id=source.document_id,
-        filename=source.filename,
-        text=text,
-        page_start=source.page_start,
-        page_end=source.page_end,
-        heading_path=source.heading_path,
-        score=source.score,
-        scores=source.scores,
-    )
+    return replace(source, text=text)
 
 
 def build_prompt(

@@ -60,25 +60,24 @@ class QueryIn(BaseModel):
     conversation_id: str | None = Field(default=None, max_length=64)
 
 
-class CitationOut(BaseModel):
-    n: int
+class ChunkRef(BaseModel):
+    """Where a passage comes from: chunk, document, file, pages, heading."""
+
     chunk_id: str
     document_id: str
     filename: str
     page_start: int | None
     page_end: int | None
     heading: str | None
+
+
+class CitationOut(ChunkRef):
+    n: int
     quote: str = Field(description="The sentence(s) of the chunk that support the claim.")
 
 
-class SourceOut(BaseModel):
+class SourceOut(ChunkRef):
     n: int | None = Field(description="Its [n] in the answer; null when not in the prompt.")
-    chunk_id: str
-    document_id: str
-    filename: str
-    page_start: int | None
-    page_end: int | None
-    heading: str | None
     score: float
     scores: dict[str, float]
     snippet: str
