@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeVar
 import httpx
 
 from core.errors import ServiceUnavailable
+from core.metrics import GENERATOR_CIRCUIT_OPEN, GENERATOR_ERRORS, GENERATOR_TOKENS
 from core.settings import Settings
 from generation.prompts import Prompt
 
@@ -79,6 +80,7 @@ class CircuitBreaker:
                 return
             assert self._opened_at is not None
             retry_in = max(0.0, self.cooldown_s - (self._clock() - self._opened_at))
+        GENERATOR_ERRORS.labels(kind="circuit_open").inc()
         raise GeneratorUnavailable(
             f"generator circuit breaker is open after {self.failures_to_open} failed calls "
             f"(last error: {self.last_error}); next try in {retry_in:.0f}s"
@@ -89,6 +91,7 @@ class CircuitBreaker:
             self._failures = 0
             self._opened_at = None
             self._trial_running = False
+        GENERATOR_CIRCUIT_OPEN.set(0)
 
     def record_failure(self, error: str) -> None:
         with self._lock:
@@ -97,6 +100,8 @@ class CircuitBreaker:
             if self._trial_running or self._failures >= self.failures_to_open:
                 self._opened_at = self._clock()
             self._trial_running = False
+            is_open = self._opened_at is not None
+        GENERATOR_CIRCUIT_OPEN.set(1 if is_open else 0)
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -256,7 +261,7 @@ class LLMClient:
             )
 
         completion = self._call(attempt)
-        self.last_usage = completion.usage
+        self._record_usage(completion.usage)
         return completion
 
     def stream_chat(self, messages: list[dict[str, str]]) -> Iterator[str]:
@@ -349,7 +354,7 @@ class LLMClient:
                 if "error" in chunk:  # vLLM reports errors inside the stream
                     raise _Retryable(f"server error in stream: {chunk['error']}")
                 if chunk.get("usage"):
-                    self.last_usage = chunk["usage"]
+                    self._record_usage(chunk["usage"])
                 for choice in chunk.get("choices") or []:
                     yield (choice.get("delta") or {}).get("content") or ""
         except (httpx.TransportError, httpx.TimeoutException) as exc:
@@ -377,6 +382,7 @@ class LLMClient:
             except _Retryable as exc:
                 error = str(exc)
             except GeneratorUnavailable as exc:
+                GENERATOR_ERRORS.labels(kind="rejected").inc()
                 self.breaker.record_failure(exc.message)
                 raise
             else:
@@ -389,8 +395,16 @@ class LLMClient:
                 if time.monotonic() + pause >= deadline:
                     break
                 time.sleep(pause)
+        GENERATOR_ERRORS.labels(kind="unavailable").inc()
         self.breaker.record_failure(error)
         raise GeneratorUnavailable(f"LLM server at {self.base_url} is unavailable: {error}")
+
+    def _record_usage(self, usage: dict[str, int]) -> None:
+        """Keep the last call's usage and count tokens for /metrics."""
+        self.last_usage = usage
+        for kind in ("prompt_tokens", "completion_tokens"):
+            if isinstance(usage.get(kind), int):
+                GENERATOR_TOKENS.labels(kind=kind.removesuffix("_tokens")).inc(usage[kind])
 
 
 def _describe(exc: BaseException) -> str:

@@ -195,3 +195,28 @@ def test_client_error_is_not_retried(server: OpenAITestServer) -> None:
 def test_sse_parser_follows_the_event_stream_format() -> None:
     lines = [": comment", "event: message", 'data: {"a":', "data: 1}", "", "data: [DONE]", ""]
     assert list(iter_sse_data(lines)) == ['{"a":\n1}', "[DONE]"]
+
+
+def test_generator_metrics_count_tokens_errors_and_breaker_state(
+    server: OpenAITestServer,
+) -> None:
+    from prometheus_client import REGISTRY
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    server.behaviour.reply = "Paris [1]."
+    breaker = CircuitBreaker(failures=1, cooldown_s=60.0)
+    client = make_client(server.base_url, model="test-model", retries=0, breaker=breaker)
+    before = value("ragkb_generator_tokens_total", kind="completion")
+    client.complete(MESSAGES)
+    assert value("ragkb_generator_tokens_total", kind="completion") == before + 2
+    errors_before = value("ragkb_generator_errors_total", kind="unavailable")
+    server.behaviour.mode = "error500"
+    with pytest.raises(GeneratorUnavailable):
+        client.complete(MESSAGES)
+    assert value("ragkb_generator_errors_total", kind="unavailable") == errors_before + 1
+    assert value("ragkb_generator_circuit_open") == 1.0
+    with pytest.raises(GeneratorUnavailable):
+        client.complete(MESSAGES)
+    assert value("ragkb_generator_errors_total", kind="circuit_open") >= 1
