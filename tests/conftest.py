@@ -27,6 +27,7 @@ from core.models import Base, KeyRole
 from core.settings import Settings
 from core.tenancy import TenantScope
 from tests.helpers import ADMIN_KEY, TenantCredentials, make_settings
+from tests.openai_server import Behaviour, OpenAITestServer, running_server
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -145,3 +146,19 @@ def tenant_a(make_tenant: Callable[..., TenantCredentials]) -> TenantCredentials
 @pytest.fixture
 def tenant_b(make_tenant: Callable[..., TenantCredentials]) -> TenantCredentials:
     return make_tenant("tenant-b")
+
+
+# --- the OpenAI-compatible test server (tests/openai_server.py) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def module_server() -> Iterator[OpenAITestServer]:
+    with running_server() as server:
+        yield server
+
+
+@pytest.fixture
+def server(module_server: OpenAITestServer) -> OpenAITestServer:
+    module_server.behaviour = Behaviour()
+    module_server.requests.clear()
+    return module_server

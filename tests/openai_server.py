@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import threading
 import time
 import uuid
@@ -25,6 +24,8 @@ from typing import Any, Literal
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from tests.live_server import free_port
 
 Mode = Literal["ok", "error500", "drop_before", "drop_mid", "slow"]
 Reply = str | Callable[[dict[str, Any]], str]
@@ -218,13 +219,6 @@ def build_app(server: OpenAITestServer) -> FastAPI:
 async def _broken_body() -> AsyncIterator[bytes]:
     raise ConnectionResetError("scripted drop before the body")
     yield b""  # pragma: no cover - makes this an async generator
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager

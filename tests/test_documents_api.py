@@ -32,7 +32,9 @@ Receipts are uploaded within thirty days.
 MARKDOWN_V2 = MARKDOWN.replace(b"180 euros", b"210 euros")
 
 
-def wait_done(client: TestClient, creds: TenantCredentials, doc_id: str, timeout: float = 90):
+def wait_done(
+    client: TestClient, creds: TenantCredentials, doc_id: str, timeout: float = 90
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body = client.get(f"/v1/documents/{doc_id}", headers=creds.headers).json()

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from generation.llm import CircuitBreaker, GeneratorUnavailable, LLMClient, iter_sse_data
-from tests.openai_server import Behaviour, OpenAITestServer, free_port, running_server
+from tests.openai_server import OpenAITestServer, free_port
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-@pytest.fixture(scope="module")
-def module_server() -> Iterator[OpenAITestServer]:
-    with running_server() as server:
-        yield server
-
-
-@pytest.fixture
-def server(module_server: OpenAITestServer) -> OpenAITestServer:
-    module_server.behaviour = Behaviour()
-    module_server.requests.clear()
-    return module_server
 
 
 def make_client(base_url: str, **overrides: object) -> LLMClient:

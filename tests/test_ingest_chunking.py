@@ -40,7 +40,8 @@ def test_long_section_is_windowed_with_overlap_and_exact_offsets(tokenizer: Any)
         assert chunk.heading_path == path
     for before, after in itertools.pairwise(chunks):
         assert after.char_start < before.char_end  # consecutive windows overlap
-        assert after.page_start is not None and before.page_end is not None
+        assert after.page_start is not None and before.page_start is not None
+        assert before.page_end is not None
         assert after.page_start >= before.page_start
     assert chunks[0].page_start == 1 and chunks[-1].page_end == 4
     assert [c.ordinal for c in chunks] == list(range(len(chunks)))
