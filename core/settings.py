@@ -51,7 +51,14 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(
         default=None, description="Celery broker; defaults to redis_url when celery is used."
     )
-    celery_queue: str = Field(default="ingest", description="Celery queue of ingestion tasks.")
+    celery_queue: str = Field(
+        default="ingest", description="Celery queue of heavy tasks: document ingestion."
+    )
+    celery_light_queue: str = Field(
+        default="light",
+        description="Celery queue of light tasks (eval runs, housekeeping); its workers run "
+        "with a higher prefetch and never wait behind a large PDF.",
+    )
 
     # --- ingestion -------------------------------------------------------------------------
     ingest_workers: int = Field(
