@@ -295,9 +295,7 @@ class ChatIntegration(Base):
     __table_args__ = (UniqueConstraint("platform", "external_id"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    tenant_id: Mapped[str] = mapped_column(
-        ForeignKey("tenants.id", ondelete="CASCADE"), index=True
-    )
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     platform: Mapped[str] = mapped_column(String(32))
     # The platform's id for the workspace (Slack: the team id, "T0123...").
     external_id: Mapped[str] = mapped_column(String(64))
@@ -306,3 +304,48 @@ class ChatIntegration(Base):
     created_at: Mapped[datetime] = mapped_column(
         UTCDateTime, default=utcnow, server_default=func.now()
     )
+
+
+class EvalRunStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class EvalRun(Base):
+    """One offline evaluation of a tenant's retrieval (and answers) on a question set: its
+    parameters, progress, metrics per mode and where its report lies. Runs of the same
+    data set are compared with each other to flag regressions (``eval.runs``)."""
+
+    __tablename__ = "eval_runs"
+    __table_args__ = (
+        Index("ix_eval_runs_tenant_dataset_created", "tenant_id", "dataset", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    dataset: Mapped[str] = mapped_column(String(255))
+    modes: Mapped[list[str]] = mapped_column(PortableJSON, default=list)
+    # Options (answers, depth, limits...) and, for an uploaded question set, its questions.
+    params: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
+    status: Mapped[EvalRunStatus] = mapped_column(
+        Enum(
+            EvalRunStatus,
+            native_enum=False,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+        ),
+        default=EvalRunStatus.QUEUED,
+    )
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    # results.json: metrics per mode, latencies, the comparison with the previous run.
+    results: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    # The run directory (results.json, report.md, report.html and the plots).
+    report_path: Mapped[str | None] = mapped_column(String(2048))
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.now()
+    )
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from core import db as database
+from core.settings import Settings
 from tests.helpers import TenantCredentials, assert_error
 
 SECRET = "The Orion merger closes on 14 March; the code word is PELICAN-7."
 # Path parameters of tenant routes and which of tenant A's ids goes into each. A new route
 # with another parameter fails the walk until it is added here (and so, tested).
-TENANT_PARAMS = {"document_id"}
+TENANT_PARAMS = {"document_id", "run_id"}
 ADMIN_PREFIX = "/v1/admin/"
 
 
@@ -42,8 +44,26 @@ def a_document(client: TestClient, tenant_a: TenantCredentials) -> str:
     return document_id
 
 
+@pytest.fixture
+def a_eval_run(settings: Settings, tenant_a: TenantCredentials) -> str:
+    """A stored eval run of tenant A (queued: its status does not matter for the walk)."""
+    from eval.runner import RunOptions
+    from eval.runs import create_run
+
+    db = database.Database.from_settings(settings)
+    try:
+        with db.session() as session:
+            return create_run(session, tenant_a.scope, "orion", RunOptions(), questions=[]).id
+    finally:
+        db.dispose()
+
+
 def test_every_route_with_an_id_hides_other_tenants_data(
-    client: TestClient, tenant_a: TenantCredentials, tenant_b: TenantCredentials, a_document: str
+    client: TestClient,
+    tenant_a: TenantCredentials,
+    tenant_b: TenantCredentials,
+    a_document: str,
+    a_eval_run: str,
 ) -> None:
     spec = client.get("/openapi.json").json()
     walked = 0
@@ -52,7 +72,7 @@ def test_every_route_with_an_id_hides_other_tenants_data(
         if not params or path.startswith(ADMIN_PREFIX):
             continue
         assert params <= TENANT_PARAMS, f"{path}: add its parameters to this test"
-        url = path.format(document_id=a_document)
+        url = path.format(document_id=a_document, run_id=a_eval_run)
         for method in operations:
             r = client.request(method.upper(), url, headers=tenant_b.headers)
             assert_error(r, 404)
@@ -80,14 +100,17 @@ def test_search_and_query_never_cross_tenants(
         r = client.post("/v1/search", json=body, headers=tenant_b.headers)
         assert r.status_code == 200, r.text
         assert r.json()["hits"] == [], extra
-        q = {"question": "What is the Orion merger code word?", **{
-            k: v for k, v in extra.items() if k != "query"}}
+        q = {
+            "question": "What is the Orion merger code word?",
+            **{k: v for k, v in extra.items() if k != "query"},
+        }
         r = client.post("/v1/query", json=q, headers=tenant_b.headers)
         assert r.status_code == 200, r.text
         assert "PELICAN" not in r.text and a_document not in r.text, extra
     # A finds its own secret with the same question.
-    r = client.post("/v1/search", json={"query": "Orion merger code word"},
-                    headers=tenant_a.headers)
+    r = client.post(
+        "/v1/search", json={"query": "Orion merger code word"}, headers=tenant_a.headers
+    )
     assert any("PELICAN" in hit["text"] for hit in r.json()["hits"])
 
 
@@ -96,9 +119,13 @@ def test_document_list_and_feedback_stay_within_the_tenant(
 ) -> None:
     listed = client.get("/v1/documents", headers=tenant_b.headers).json()
     assert listed["items"] == [] and listed["total"] == 0
-    asked = client.post("/v1/query", json={"question": "When does the Orion merger close?"},
-                        headers=tenant_a.headers)
+    asked = client.post(
+        "/v1/query",
+        json={"question": "When does the Orion merger close?"},
+        headers=tenant_a.headers,
+    )
     query_id = asked.json()["query_id"]
-    r = client.post("/v1/feedback", json={"query_id": query_id, "rating": "down"},
-                    headers=tenant_b.headers)
+    r = client.post(
+        "/v1/feedback", json={"query_id": query_id, "rating": "down"}, headers=tenant_b.headers
+    )
     assert_error(r, 404)

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from api.routers import admin, documents, health, me, metrics, portal, query, search, slack
+from api.routers import admin, documents, eval, health, me, metrics, portal, query, search, slack
 
 ALL_ROUTERS: list[APIRouter] = [
     health.router,
@@ -14,4 +14,5 @@ ALL_ROUTERS: list[APIRouter] = [
     query.router,
     slack.router,
     search.router,
+    eval.router,
 ]

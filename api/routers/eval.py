@@ -1,0 +1,141 @@
+"""Evaluation runs on the tenant's own documents: upload a question set (CSV or JSONL: a
+question, the documents that should be found, optionally the answer), get a queued run,
+follow its progress, read its metrics and its HTML report. The work is ``eval``; this
+module only wires HTTP to it. Other tenants' runs answer 404."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import SessionDep, TenantDep
+from core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from core.models import EvalRun, EvalRunStatus
+from eval import runs as service
+from eval.datasets import load_question_set, questions_to_records
+from eval.runner import DEFAULT_MODES, RunOptions
+
+router = APIRouter(prefix="/v1/eval", tags=["eval"])
+
+_MAX_QUESTION_SET_BYTES = 5 * 1024 * 1024
+
+
+class EvalRunOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    dataset: str
+    modes: list[str]
+    status: EvalRunStatus = Field(description="queued, running, done or failed.")
+    progress: float = Field(description="Percent done, 0 to 100.")
+    error: str | None
+    questions: int = 0
+    answers: bool = False
+    results: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Per mode (under `modes`): ndcg@10, recall@k, mrr@10, map@100 and "
+        "latency percentiles; `answers`: citation precision/recall, token F1, exact match, "
+        "refusal rate, groundedness; `comparison`: deltas against the previous run.",
+    )
+    report_url: str | None = Field(default=None, description="The HTML report, once done.")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, run: EvalRun) -> EvalRunOut:
+        params = run.params or {}
+        return cls(
+            id=run.id,
+            dataset=run.dataset,
+            modes=list(run.modes),
+            status=run.status,
+            progress=run.progress,
+            error=run.error,
+            questions=len(params.get("questions") or []),
+            answers=bool(params.get("answers")),
+            results=run.results or {},
+            report_url=f"/v1/eval/runs/{run.id}/report"
+            if run.status is EvalRunStatus.DONE
+            else None,
+            created_at=run.created_at,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+        )
+
+
+class EvalRunList(BaseModel):
+    items: list[EvalRunOut]
+
+
+@router.post(
+    "/runs",
+    status_code=202,
+    response_model=EvalRunOut,
+    summary="Start an evaluation of your documents on an uploaded question set",
+)
+async def create_run(
+    request: Request,
+    scope: TenantDep,
+    session: SessionDep,
+    file: Annotated[
+        UploadFile,
+        File(description="CSV (header row) or JSONL: question, expected_documents, answer."),
+    ],
+    modes: Annotated[str, Form(description="Comma-separated modes.")] = ",".join(DEFAULT_MODES),
+    answers: Annotated[bool, Form(description="Also answer each question.")] = True,
+    baselines: Annotated[bool, Form(description="Run the plain baselines beside.")] = True,
+    dataset: Annotated[str | None, Form(description="A name; runs of one name compare.")] = None,
+) -> EvalRunOut:
+    content = await file.read(_MAX_QUESTION_SET_BYTES + 1)
+    if len(content) > _MAX_QUESTION_SET_BYTES:
+        raise PayloadTooLarge(f"the question set is larger than {_MAX_QUESTION_SET_BYTES:,} bytes")
+    try:
+        queries = load_question_set(content, file.filename or "questions.csv")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("the question set is not UTF-8 text", code="invalid_question_set") from exc
+    options = RunOptions(
+        modes=[m.strip() for m in modes.split(",") if m.strip()],
+        answers=answers,
+        baselines=baselines,
+    )
+    try:
+        options.validate()
+    except ValueError as exc:
+        raise BadRequest(str(exc), code="invalid_mode") from exc
+    name = (dataset or Path(file.filename or "questions").stem or "questions").strip()[:200]
+    run = service.create_run(session, scope, name, options, questions=questions_to_records(queries))
+    out = EvalRunOut.of(run)
+    session.commit()  # queued only once its row is committed
+    request.app.state.eval_queue.submit(run.id)
+    return out
+
+
+@router.get("/runs", response_model=EvalRunList, summary="Your evaluation runs, newest first")
+def list_runs(scope: TenantDep, session: SessionDep) -> EvalRunList:
+    return EvalRunList(items=[EvalRunOut.of(r) for r in service.list_runs(session, scope)])
+
+
+@router.get("/runs/{run_id}", response_model=EvalRunOut, summary="Status and results of a run")
+def get_run(run_id: str, scope: TenantDep, session: SessionDep) -> EvalRunOut:
+    return EvalRunOut.of(service.get_run(session, scope, run_id))
+
+
+@router.get(
+    "/runs/{run_id}/report",
+    response_class=HTMLResponse,
+    summary="The run's HTML report (plots embedded)",
+)
+def get_report(run_id: str, scope: TenantDep, session: SessionDep) -> HTMLResponse:
+    run = service.get_run(session, scope, run_id)
+    if run.status is not EvalRunStatus.DONE:
+        raise Conflict(f"eval run {run_id!r} is {run.status.value}", code="report_not_ready")
+    path = Path(run.report_path or "") / "report.html"
+    if not run.report_path or not path.is_file():
+        raise NotFound(f"the report of eval run {run_id!r} is gone", code="report_missing")
+    return HTMLResponse(path.read_text(encoding="utf-8"))
