@@ -141,9 +141,8 @@ class CeleryQueue:
     def submit(self, tenant_id: str, document_id: str) -> None:
         from ingest.celery_app import TASK_NAME
 
-        self.app.send_task(
-            TASK_NAME, args=[tenant_id, document_id], queue=self.settings.celery_queue
-        )
+        # Routed by name (ingest.celery_app.task_routes): the heavy queue.
+        self.app.send_task(TASK_NAME, args=[tenant_id, document_id])
 
     def close(self) -> None:
         self.app.close()
@@ -151,7 +150,11 @@ class CeleryQueue:
     def health(self) -> dict[str, Any]:
         with self.app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=2)
-        return {"mode": "celery", "queue": self.settings.celery_queue}
+        return {
+            "mode": "celery",
+            "queue": self.settings.celery_queue,
+            "light_queue": self.settings.celery_light_queue,
+        }
 
 
 def make_queue(settings: Settings, db: Database) -> TaskQueue:
