@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import RagkbError, RateLimited
@@ -85,3 +86,65 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RagkbError, _ragkb_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    _document_errors(app)
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable, machine-readable, e.g. `not_found`.")
+    message: str = Field(description="For humans: what went wrong and what to do.")
+    request_id: str = Field(description="The same as the `X-Request-ID` response header.")
+
+
+class ErrorResponse(BaseModel):
+    """Every error: 4xx and 5xx. Some carry more (422: ``details``; 503 on /v1/query: the
+    retrieved ``sources``; /readyz: ``checks``)."""
+
+    error: ErrorDetail
+    details: list[dict[str, Any]] | None = Field(
+        default=None, description="422 only: each invalid field (`loc`, `msg`)."
+    )
+
+
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Declare the one error shape in the OpenAPI spec, for every operation (``4XX`` and
+    ``5XX``), in place of FastAPI's default 422 body (``detail``), which this API never
+    sends. Clients and the schema fuzzer (tests/test_api_fuzz.py) then check errors too."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        if "ErrorResponse" in components:
+            return schema
+        for name, definition in (
+            ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+            .pop("$defs", {})
+            .items()
+        ):
+            components[name] = definition
+        components["ErrorResponse"] = ErrorResponse.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        components["ErrorResponse"].pop("$defs", None)
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for status, response in list(responses.items()):
+                    if status.startswith(("4", "5")):
+                        response["content"] = {"application/json": {"schema": _ERROR_REF}}
+                for status, phrase in (("4XX", "Client error"), ("5XX", "Server error")):
+                    responses.setdefault(
+                        status,
+                        {
+                            "description": f"{phrase}, in the one error shape",
+                            "content": {"application/json": {"schema": _ERROR_REF}},
+                        },
+                    )
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -10,6 +10,8 @@ import time
 
 import redis
 
+from core.errors import ServiceUnavailable
+
 
 class SeenEvents:
     def __init__(
@@ -17,14 +19,26 @@ class SeenEvents:
     ) -> None:
         self._ttl_s = ttl_s
         self._prefix = prefix
-        self._redis = redis.Redis.from_url(redis_url, socket_timeout=2) if redis_url else None
+        self._redis = (
+            redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+            if redis_url
+            else None
+        )
         self._lock = threading.Lock()
         self._memory: dict[str, float] = {}
 
     def first_time(self, event_id: str) -> bool:
         """True exactly once per id within the TTL."""
         if self._redis is not None:
-            return bool(self._redis.set(self._prefix + event_id, b"1", nx=True, ex=self._ttl_s))
+            try:
+                return bool(self._redis.set(self._prefix + event_id, b"1", nx=True, ex=self._ttl_s))
+            except redis.RedisError as exc:
+                # Without Redis a redelivery cannot be told from a new event: say so (503,
+                # the sender retries) rather than answer twice or fail with a 500.
+                raise ServiceUnavailable(
+                    "event de-duplication unavailable (Redis): try again shortly",
+                    code="dedupe_unavailable",
+                ) from exc
         now = time.monotonic()
         with self._lock:
             if len(self._memory) > 10_000:  # keep memory bounded: drop expired ids

@@ -8,18 +8,26 @@ A new version of a file (same filename, different bytes) is a new ``Document`` r
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.db import Database
 from core.models import Chunk, Document, DocumentStatus
 from core.settings import Settings
 from core.tenancy import TenantScope, get_owned, scoped
 from ingest import storage
 from ingest.filetypes import detect
+
+log = logging.getLogger("ragkb.ingest")
 
 IN_FLIGHT = (
     DocumentStatus.PARSING,
@@ -48,7 +56,7 @@ def add_document(
 ) -> AddResult:
     """Store an upload and create its ``Document`` (queued); raises 413/415/422.
     ``filename`` identifies the file across versions (the CLI passes relative paths)."""
-    filename = filename.strip()[:1024] or "upload"
+    filename = _printable(filename).strip()[:1024] or "upload"
     spooled = storage.spool(settings.files_dir, scope, source, settings.max_upload_bytes, filename)
     try:
         existing = session.scalars(
@@ -93,6 +101,66 @@ def add_document(
     return AddResult(document, created=True, needs_processing=True)
 
 
+def upload_filename(raw: str | None) -> str:
+    """The name an uploaded file is stored under: its last path segment (browsers and
+    clients may send paths, ``../`` included), without control characters; never empty,
+    ``.`` or ``..``. The name is only a label: files are stored by content hash."""
+    name = _printable(raw or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return name if name.strip(".") else "upload"
+
+
+# Bidirectional overrides and isolates: they make "exe.md" read as "dm.exe".
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _printable(text: str) -> str:
+    # Control characters (NUL, CR/LF, ESC) would corrupt logs, terminals and headers that
+    # show the name. Other format characters (e.g. the zero-width non-joiner of Persian
+    # names) are kept.
+    return "".join(
+        ch for ch in text if unicodedata.category(ch) != "Cc" and ch not in _BIDI_CONTROLS
+    )
+
+
+def sweep_orphan_files(session: Session, settings: Settings) -> list[Path]:
+    """Delete what a crashed upload left in the tenants' folders: temporary ``.upload-*``
+    files, and files at a content address that no document refers to (the process died
+    between storing the file and committing its row). Only files older than
+    ``upload_orphan_after_s``: a younger one may be an upload in progress. Returns them."""
+    root = settings.files_dir
+    if not root.is_dir():
+        return []
+    cutoff = time.time() - settings.upload_orphan_after_s
+    removed: list[Path] = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        scope = TenantScope(tenant_id=folder.name, slug=folder.name)
+        known = set(session.scalars(scoped(select(Document.sha256), Document, scope)))
+        for path in folder.rglob("*"):
+            if not path.is_file() or path.stat().st_mtime > cutoff:
+                continue
+            temporary = path.name.startswith(".upload-")
+            if temporary or (path.parent.parent == folder and path.name not in known):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+def sweep_orphan_files_in_background(settings: Settings, db: Database) -> None:
+    """:func:`sweep_orphan_files` in a thread (at startup: never delays serving)."""
+
+    def sweep() -> None:
+        try:
+            with db.session() as session:
+                removed = sweep_orphan_files(session, settings)
+        except Exception:  # the database may not be reachable yet; the next start retries
+            log.warning("sweeping orphan upload files failed", exc_info=True)
+            return
+        if removed:
+            log.warning("removed %d orphan upload file(s) left by a crash", len(removed))
+
+    threading.Thread(target=sweep, name="orphan-sweep", daemon=True).start()
+
+
 def list_documents(
     session: Session,
     scope: TenantScope,
@@ -133,18 +201,28 @@ def delete_document(
     """Remove a document: its points from the index, its chunks and row, then its file
     (unless another of the tenant's documents has the same bytes)."""
     document = get_document(session, scope, document_id)
+    counted = document.status == DocumentStatus.READY
     document.status = DocumentStatus.DELETING
     session.flush()
-    remove_document(session, settings, scope, document)
+    remove_document(session, settings, scope, document, counted=counted)
 
 
 def remove_document(
-    session: Session, settings: Settings, scope: TenantScope, document: Document
+    session: Session,
+    settings: Settings,
+    scope: TenantScope,
+    document: Document,
+    *,
+    counted: bool | None = None,
 ) -> None:
-    """The removal itself (also used when a new version replaces an old one)."""
+    """The removal itself (also used when a new version replaces an old one). ``counted``:
+    the document's BM25 statistics were committed, i.e. it became ready (default: judged
+    from its status)."""
     from ingest.index_handoff import delete_from_index
 
-    delete_from_index(settings, scope, session, document.id)
+    if counted is None:
+        counted = document.status == DocumentStatus.READY
+    delete_from_index(settings, scope, session, document.id, counted=counted)
     sha256 = document.sha256
     session.delete(document)
     session.flush()

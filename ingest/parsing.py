@@ -9,6 +9,7 @@ after it (extracted text), so a pathological file fails alone with a clear reaso
 from __future__ import annotations
 
 import logging
+import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,7 +48,9 @@ def parse_file(
 ) -> ParsedDocument:
     """Parse ``path`` (whose original name was ``filename``); raise ``DocumentRejected``."""
     check_bounds(path, detected, settings)
-    raw = _partition(path, detected, filename, settings)
+    with tempfile.TemporaryDirectory(prefix="ragkb-parse-") as scratch:
+        readable = _utf8_copy_if_utf16_message(path, detected, Path(scratch)) or path
+        raw = _partition(readable, detected, filename, settings)
     elements = to_parsed_elements(raw)
     if detected.name == "PDF" and not elements and _may_ocr(path, settings):
         # No text layer (a scanned PDF): read the page images instead.
@@ -69,6 +72,33 @@ def parse_file(
     pages = [e.page for e in elements if e.page is not None]
     page_count = _page_count(path, detected) or (max(pages) if pages else None)
     return ParsedDocument(elements=elements, page_count=page_count)
+
+
+def _utf8_copy_if_utf16_message(path: Path, detected: DetectedType, scratch: Path) -> Path | None:
+    """A UTF-8 copy of a UTF-16 e-mail, or None when ``path`` is not one.
+
+    Python's e-mail parser reads bytes as ASCII, so a UTF-16 message comes out as text
+    with a NUL between every character: unreadable, and refused by PostgreSQL.
+    """
+    if detected.name != "EML":
+        return None
+    with path.open("rb") as file:
+        head = file.read(4096)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding = "utf-16"
+    elif head[:2000:2].count(0) > 100:  # NULs at even offsets: big-endian without a BOM
+        encoding = "utf-16-be"
+    elif head[1:2000:2].count(0) > 100:
+        encoding = "utf-16-le"
+    else:
+        return None
+    try:
+        text = path.read_text(encoding=encoding)
+    except UnicodeDecodeError:
+        return None
+    copy = scratch / "message.eml"
+    copy.write_text(text, encoding="utf-8")
+    return copy
 
 
 def check_bounds(path: Path, detected: DetectedType, settings: Settings) -> None:
@@ -93,7 +123,8 @@ def check_bounds(path: Path, detected: DetectedType, settings: Settings) -> None
     pages = _page_count(path, detected)
     if pages is not None and pages > settings.ingest_max_pages:
         raise DocumentRejected(
-            f"the document has {pages:,} pages; the limit is {settings.ingest_max_pages:,}"
+            f"too many pages: the document has {pages:,} pages; the limit is "
+            f"{settings.ingest_max_pages:,} (RAGKB_INGEST_MAX_PAGES)"
         )
 
 
@@ -214,7 +245,8 @@ def to_parsed_elements(raw: Sequence[Any]) -> list[ParsedElement]:
     by_id = {getattr(e, "id", None): e for e in raw}
     out: list[ParsedElement] = []
     for element in raw:
-        text = (element.text or "").strip()
+        # NUL never carries meaning in text, and PostgreSQL text columns refuse it.
+        text = (element.text or "").replace("\x00", "").strip()
         category = str(getattr(element, "category", type(element).__name__))
         if not text or category in {"PageBreak", "Image"}:
             continue

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
 
@@ -40,6 +42,11 @@ log = logging.getLogger("ragkb.ingest")
 
 # Share of the progress bar each stage ends at.
 _PARSED, _CHUNKED = 0.3, 0.4
+# When the document being processed in this thread must be done (monotonic clock) and the
+# limit in seconds. Celery enforces its own time limits by killing the task; threads of the
+# in-process queue cannot be killed, so the pipeline checks this between stages and between
+# embedding batches and fails the document past it.
+_deadline: ContextVar[tuple[float, int] | None] = ContextVar("ingest_deadline", default=None)
 
 
 def process_document(
@@ -51,6 +58,8 @@ def process_document(
     scope = _scope(db, tenant_id)
     if scope is None or not _claim(settings, db, scope, document_id):
         return None
+    limit = settings.ingest_time_limit_s
+    token = _deadline.set((time.monotonic() + limit, limit))
     with _heartbeat(settings, db, document_id):
         try:
             _run(settings, db, scope, document_id)
@@ -67,7 +76,16 @@ def process_document(
             log.exception("ingestion of %s failed", document_id)
             _fail(settings, db, scope, document_id, _unexpected(exc, settings))
             return DocumentStatus.FAILED
+        finally:
+            _deadline.reset(token)
     return DocumentStatus.READY
+
+
+def _check_deadline() -> None:
+    """Fail the document (``DocumentRejected``) once its time limit has passed."""
+    bound = _deadline.get()
+    if bound is not None and time.monotonic() > bound[0]:
+        raise DocumentRejected(f"processing took longer than the limit of {bound[1]} s")
 
 
 def _unexpected(exc: Exception, settings: Settings) -> str:
@@ -140,6 +158,7 @@ class _Deleted(Exception):
 def _set_stage(
     db: Database, document_id: str, status: DocumentStatus, progress: float, **values: object
 ) -> None:
+    _check_deadline()
     with db.session() as session:
         result = session.execute(
             update(Document)
@@ -163,7 +182,8 @@ def _run(settings: Settings, db: Database, scope: TenantScope, document_id: str)
     except _Deleted:
         log.info("document %s was deleted while being processed", document_id)
         with db.session() as session:
-            delete_from_index(settings, scope, session, document_id)
+            # Never ready: its statistics were rolled back with the READY update.
+            delete_from_index(settings, scope, session, document_id, counted=False)
         return
     try:
         _replace_older_versions(settings, db, scope, document_id)
@@ -199,8 +219,8 @@ def _parse_and_chunk(
         # Idempotent: a retried task replaces what an interrupted one wrote, index points
         # included, and its chunks get the same ids (derived from document and position).
         leftover = session.scalar(select(Chunk.id).where(Chunk.document_id == document_id).limit(1))
-        if leftover is not None:
-            delete_from_index(settings, scope, session, document_id)
+        if leftover is not None:  # an interrupted run's: never ready, never counted
+            delete_from_index(settings, scope, session, document_id, counted=False)
             session.execute(delete(Chunk).where(Chunk.document_id == document_id))
         rows = [
             Chunk(
@@ -278,7 +298,7 @@ def _progress_reporter(db: Database, document_id: str) -> Callable[[float], None
         status = DocumentStatus.INDEXING if fraction >= 0.9 else DocumentStatus.EMBEDDING
         try:
             _set_stage(db, document_id, status, _CHUNKED + (1 - _CHUNKED) * fraction)
-        except _Deleted:
+        except (_Deleted, DocumentRejected):
             raise
         except Exception:  # progress is informative; never fail a document over it
             log.debug("progress update for %s failed", document_id, exc_info=True)
@@ -337,7 +357,8 @@ def _discard_partial(
     ):
         try:
             with session.begin_nested():
-                delete_from_index(settings, scope, session, document.id)
+                # Unfinished: its statistics were never committed (see ChunkIndexer.delete).
+                delete_from_index(settings, scope, session, document.id, counted=False)
         except Exception:
             # The index is unreachable: still fail the document (never leave it in
             # progress). Its chunk rows go below; search only returns points whose chunk
@@ -363,13 +384,18 @@ def reap_interrupted(settings: Settings, db: Database) -> list[str]:
     with db.session() as session:
         candidates = list(
             session.scalars(
-                select(Document).where(
+                select(Document)
+                .where(
                     Document.status.in_(IN_FLIGHT),
                     or_(
                         Document.heartbeat_at < stale,
                         and_(Document.heartbeat_at.is_(None), Document.updated_at < stale),
                     ),
                 )
+                # Several reapers (workers) at once: each row goes to one of them, and a
+                # worker's claim of a stale row waits for the reaper's verdict (PostgreSQL;
+                # SQLite serialises writers anyway).
+                .with_for_update(skip_locked=True)
             )
         )
         reaped: list[str] = []

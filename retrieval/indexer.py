@@ -120,12 +120,26 @@ class ChunkIndexer:
             progress(1.0)
 
     def delete(
-        self, scope: TenantScope, session: Session, document_id: str, version: int | None = None
+        self,
+        scope: TenantScope,
+        session: Session,
+        document_id: str,
+        version: int | None = None,
+        *,
+        counted: bool = True,
     ) -> None:
-        """Remove a document's points (every version when ``version`` is None) and their
-        share of the tenant's BM25 statistics."""
+        """Remove a document's points (every version when ``version`` is None) and, when
+        ``counted``, their share of the tenant's BM25 statistics.
+
+        A document's statistics are committed in the transaction that makes it ready, after
+        its points are written; the points of a document that never became ready (a worker
+        killed between the upsert and that commit) were never counted, and subtracting them
+        would drift the statistics: the caller passes ``counted=False`` for those."""
         index = self.vector_index
         with self._tenant_lock(scope):
+            if not counted:
+                index.delete(scope, document_id=document_id, version=version)
+                return
             existing = index.points(
                 scope, document_id=document_id, version=version, with_vectors=True
             )

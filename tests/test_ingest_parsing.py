@@ -127,6 +127,21 @@ def test_pdf_pages_and_docx_headings(tmp_path: Path, offline: None) -> None:
 
 
 @needs_docs
+@pytest.mark.parametrize(
+    "name", ["fake-email-utf-16.eml", "fake-email-utf-16-be.eml", "fake-email-utf-16-le.eml"]
+)
+def test_utf16_email_is_read_as_text_without_nul_characters(
+    tmp_path: Path, offline: None, name: str
+) -> None:
+    # Read as ASCII these came out with a NUL between characters, which PostgreSQL refused.
+    message = DOCS / "eml" / name
+    parsed = parse_file(message, detect(message, name), name, make_settings(tmp_path))
+    text = " ".join(e.text for e in parsed.elements)
+    assert "\x00" not in text
+    assert "This is a test email to use for unit tests" in text
+
+
+@needs_docs
 def test_encrypted_files_fail_with_a_clear_reason(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     for name, expected in [

@@ -68,12 +68,16 @@ def slack_client(
     db = Database.from_settings(configured)
     with db.session() as session:
         index_document(
-            configured, session, tenant_a.scope,
+            configured,
+            session,
+            tenant_a.scope,
             ["The Apollo project budget for 2026 is 4.2 million euros, approved in March."],
             filename="apollo-budget.pdf",
         )
         index_document(
-            configured, session, tenant_b.scope,
+            configured,
+            session,
+            tenant_b.scope,
             ["The Zephyr cafeteria opens at 7:30 and serves vegan lunch on Fridays."],
             filename="zephyr-cafeteria.txt",
         )
@@ -169,8 +173,13 @@ def test_slash_command_acknowledges_then_answers_in_channel(
     slack_client: TestClient, recorder: SlackRecorder
 ) -> None:
     form = urlencode(
-        {"command": "/ask", "text": "When does the cafeteria open?", "team_id": "TB2",
-         "channel_id": "C9", "user_id": "U9"}
+        {
+            "command": "/ask",
+            "text": "When does the cafeteria open?",
+            "team_id": "TB2",
+            "channel_id": "C9",
+            "user_id": "U9",
+        }
     ).encode()
     headers = {"Content-Type": "application/x-www-form-urlencoded", **signed(form, SECRET_B)}
     r = slack_client.post("/slack/commands", content=form, headers=headers)
@@ -193,3 +202,39 @@ def test_secrets_are_stored_encrypted(slack_client: TestClient, settings: Settin
             assert "xoxb" not in row.bot_token_encrypted
             assert SECRET_A not in row.signing_secret_encrypted
     db.dispose()
+
+
+def _wait_messages(recorder: SlackRecorder, count: int, timeout: float = 30) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while len(recorder.messages()) < count:
+        assert time.monotonic() < deadline, recorder.messages()
+        time.sleep(0.05)
+    return recorder.messages()
+
+
+def test_chat_questions_count_against_the_tenants_rate_and_daily_quota(
+    slack_client: TestClient, recorder: SlackRecorder, admin_headers: dict[str, str]
+) -> None:
+    """Slack questions have no API key, yet the tenant's bucket and daily quota apply."""
+    limits = {"rate_limit_tenant_burst": 2, "rate_limit_tenant_rps": 0.001}
+    r = slack_client.patch("/v1/admin/tenants/tenant-a/limits", json=limits, headers=admin_headers)
+    assert r.status_code == 200, r.text
+    for n in range(3):
+        body = event_body("TA1", "What is the Apollo project budget?", f"EvRate{n}")
+        assert post_event(slack_client, body, SECRET_A).status_code == 200
+        _wait_messages(recorder, n + 1)
+    texts = [m["text"] for m in recorder.messages()]
+    assert ["4.2 million" in t for t in texts] == [True, True, False], texts
+    assert "too many requests for this tenant" in texts[2]
+
+    # The daily quota: tenant B may ask once a day (its bucket is untouched).
+    quota = {"max_queries_per_day": 1}
+    r = slack_client.patch("/v1/admin/tenants/tenant-b/limits", json=quota, headers=admin_headers)
+    assert r.status_code == 200, r.text
+    for n in range(2):
+        body = event_body("TB2", "When does the cafeteria open?", f"EvQuota{n}")
+        assert post_event(slack_client, body, SECRET_B).status_code == 200
+        _wait_messages(recorder, 4 + n)
+    first, second = (m["text"] for m in recorder.messages()[3:])
+    assert "7:30" in first
+    assert "daily question quota reached" in second and "7:30" not in second

@@ -12,11 +12,17 @@ import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sqlalchemy.orm import Session
+
 from api.answering import Question, answer
 from core.chat_integrations import ResolvedWorkspace
 from core.db import Database
 from core.errors import RagkbError
+from core.limits import TenantLimits, check_query_quota
+from core.models import Tenant
+from core.ratelimit import Bucket, Limiter, concurrency_slot, enforce_rate
 from core.settings import Settings
+from core.tenancy import TenantScope
 
 log = logging.getLogger("ragkb.chat")
 
@@ -54,6 +60,11 @@ class ChatPlatform(Protocol):
     def post_answer(self, question: ChatQuestion, reply: ChatAnswer) -> None: ...
 
 
+def _tenant_limits(session: Session, settings: Settings, scope: TenantScope) -> TenantLimits:
+    tenant = session.get(Tenant, scope.tenant_id)
+    return TenantLimits.defaults(settings).with_overrides(tenant.limits if tenant else None)
+
+
 def source_link(settings: Settings, document_id: str, page: int | None) -> str:
     """A portal link that opens the document (at the page) once signed in."""
     anchor = f"#document={document_id}" + (f"&page={page}" if page else "")
@@ -61,12 +72,37 @@ def source_link(settings: Settings, document_id: str, page: int | None) -> str:
 
 
 def answer_in_chat(
-    settings: Settings, db: Database, platform: ChatPlatform, question: ChatQuestion
+    settings: Settings,
+    db: Database,
+    limiter: Limiter,
+    platform: ChatPlatform,
+    question: ChatQuestion,
 ) -> None:
-    """Answer from the workspace's own tenant and post the reply (run in the background)."""
+    """Answer from the workspace's own tenant and post the reply (run in the background).
+
+    Chat questions count like API ones: the workspace has a bucket of its own (as an API key
+    does), and the tenant's bucket, daily question quota and concurrent-question slots apply;
+    past a limit the reply says so instead of answering."""
+    scope = question.workspace.scope
     try:
         with db.session() as session:
-            answered = answer(settings, session, question.workspace.scope, Question(question.text))
+            limits = _tenant_limits(session, settings, scope)
+            enforce_rate(
+                limiter,
+                f"chat:{question.workspace.integration_id}",
+                Bucket(limits.rate_limit_key_rps, limits.rate_limit_key_burst),
+                "chat workspace",
+            )
+            enforce_rate(
+                limiter,
+                f"tenant:{scope.tenant_id}",
+                Bucket(limits.rate_limit_tenant_rps, limits.rate_limit_tenant_burst),
+                "tenant",
+            )
+            check_query_quota(session, scope, limits)
+            slot = f"queries:{scope.tenant_id}"
+            with concurrency_slot(limiter, slot, limits.max_concurrent_queries, 300, "questions"):
+                answered = answer(settings, session, scope, Question(question.text))
         result = answered.result
         citations = [
             ChatCitation(

@@ -210,8 +210,7 @@ def _add_all(
     out = UploadOut(documents=[])
     errors: list[RagkbError] = []
     for upload in files:
-        # Browsers may send a path; only its last part is the name.
-        filename = (upload.filename or "").replace("\\", "/").rsplit("/", 1)[-1] or "upload"
+        filename = service.upload_filename(upload.filename)
         try:
             # One transaction per file: a bad file never undoes the others.
             with db.session() as session:

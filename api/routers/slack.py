@@ -21,6 +21,7 @@ from core.chat_integrations import ResolvedWorkspace, all_signing_secrets, resol
 from core.db import Database
 from core.dedupe import SeenEvents
 from core.errors import BadRequest, Unauthorized
+from core.ratelimit import Limiter
 from core.secrets import SecretBox
 from core.settings import Settings
 
@@ -32,9 +33,15 @@ def _state(request: Request) -> tuple[Settings, Database, SecretBox, SeenEvents]
     return state.settings, state.db, state.secret_box, state.seen_events
 
 
+def _limiter(request: Request) -> Limiter:
+    limiter: Limiter = request.app.state.limiter
+    return limiter
+
+
 @router.post("/events", summary="Slack Events API")
 async def events(request: Request, background: BackgroundTasks) -> dict[str, Any]:
     settings, db, box, seen = _state(request)
+    limiter = _limiter(request)
     body = await request.body()
     payload = _json(body)
     headers = {k.lower(): v for k, v in request.headers.items()}
@@ -51,7 +58,9 @@ async def events(request: Request, background: BackgroundTasks) -> dict[str, Any
     event = payload.get("event") or {}
     event_id = str(payload.get("event_id") or event.get("client_msg_id") or "")
     if payload.get("type") == "event_callback" and wants_answer(event):
-        if event_id and not seen.first_time(f"slack:{workspace.external_id}:{event_id}"):
+        key = f"slack:{workspace.external_id}:{event_id}"
+        # A Redis round trip: off the event loop (a slow Redis must not stall other requests).
+        if event_id and not await run_in_threadpool(seen.first_time, key):
             return {"ok": True}
         question = ChatQuestion(
             workspace=workspace,
@@ -61,13 +70,16 @@ async def events(request: Request, background: BackgroundTasks) -> dict[str, Any
             thread=str(event.get("thread_ts") or event.get("ts") or "") or None,
         )
         if question.text:
-            background.add_task(answer_in_chat, settings, db, SlackPlatform(settings), question)
+            background.add_task(
+                answer_in_chat, settings, db, limiter, SlackPlatform(settings), question
+            )
     return {"ok": True}
 
 
 @router.post("/commands", summary="Slack slash command /ask")
 async def commands(request: Request, background: BackgroundTasks) -> dict[str, Any]:
     settings, db, box, _ = _state(request)
+    limiter = _limiter(request)
     body = await request.body()
     form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
     headers = {k.lower(): v for k, v in request.headers.items()}
@@ -78,7 +90,7 @@ async def commands(request: Request, background: BackgroundTasks) -> dict[str, A
     question = ChatQuestion(
         workspace=workspace, channel=form.get("channel_id", ""), text=text, user=form.get("user_id")
     )
-    background.add_task(answer_in_chat, settings, db, SlackPlatform(settings), question)
+    background.add_task(answer_in_chat, settings, db, limiter, SlackPlatform(settings), question)
     return {"response_type": "ephemeral", "text": f"Thinking about: {text}"}
 
 
