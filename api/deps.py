@@ -14,11 +14,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from core.db import Database
-from core.errors import Forbidden, Unauthorized
+from core.errors import Forbidden, RateLimited, Unauthorized
 from core.limits import TenantLimits, check_query_quota
 from core.logging import tenant_var
 from core.models import KeyRole
-from core.ratelimit import Bucket, Limiter, concurrency_slot, enforce_rate
+from core.ratelimit import Bucket, Limiter, RecentRefusals, concurrency_slot, enforce_rate
 from core.settings import Settings
 from core.tenancy import TenantScope
 from core.tenants import Identity, authenticate
@@ -85,7 +85,11 @@ TenantLimitsDep = Annotated[TenantLimits, Depends(get_tenant_limits)]
 
 
 def require_tenant(
-    identity: IdentityDep, limits: TenantLimitsDep, limiter: LimiterDep
+    request: Request,
+    identity: IdentityDep,
+    limits: TenantLimitsDep,
+    limiter: LimiterDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> TenantScope:
     """The tenant choke point: a valid tenant key, within its key's and tenant's rate."""
     if identity.scope is None:
@@ -93,8 +97,15 @@ def require_tenant(
     scope = identity.scope
     key_bucket = Bucket(limits.rate_limit_key_rps, limits.rate_limit_key_burst)
     tenant_bucket = Bucket(limits.rate_limit_tenant_rps, limits.rate_limit_tenant_burst)
-    enforce_rate(limiter, f"key:{scope.api_key_id}", key_bucket, "API key")
-    enforce_rate(limiter, f"tenant:{scope.tenant_id}", tenant_bucket, "tenant")
+    try:
+        enforce_rate(limiter, f"key:{scope.api_key_id}", key_bucket, "API key")
+        enforce_rate(limiter, f"tenant:{scope.tenant_id}", tenant_bucket, "tenant")
+    except RateLimited as refused:
+        # Refuse this key's next requests at the door until it may retry (issue #8).
+        refusals: RecentRefusals | None = getattr(request.app.state, "refusals", None)
+        if refusals is not None and credentials is not None:
+            refusals.remember(credentials.credentials, refused)
+        raise
     return scope
 
 

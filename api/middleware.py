@@ -17,14 +17,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.logging import request_id_var, tenant_var
 from core.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from core.ratelimit import RecentRefusals
 
 log = logging.getLogger("ragkb.access")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, refusals: RecentRefusals | None = None) -> None:
         self.app = app
+        self.refusals = refusals
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -47,7 +49,11 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            refused = self._recently_refused(scope)
+            if refused is not None:
+                await _send_refusal(send_with_id, request_id, *refused)
+            else:
+                await self.app(scope, receive, send_with_id)
         except Exception:
             log.exception("unhandled error")
             if not status_holder["started"]:
@@ -56,6 +62,23 @@ class RequestContextMiddleware:
             self._log_access(scope, request_id, status_holder["status"], started)
             request_id_var.reset(rid_token)
             tenant_var.reset(tenant_token)
+
+    def _recently_refused(self, scope: Scope) -> tuple[float, str] | None:
+        """A key refused for its rate moments ago is refused again here, before routing,
+        authentication or the limiter (``core.ratelimit.RecentRefusals``): on the tenant
+        API only, the routes that are rate limited (admin routes answer a tenant key 403)."""
+        if self.refusals is None:
+            return None
+        path = scope.get("path", "")
+        if not path.startswith("/v1/") or path.startswith("/v1/admin/"):
+            return None
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                scheme, _, credential = value.decode("latin-1").partition(" ")
+                if scheme.lower() == "bearer" and credential:
+                    return self.refusals.check(credential)
+                return None
+        return None
 
     @staticmethod
     def _log_access(scope: Scope, request_id: str, status: Any, started: float) -> None:
@@ -86,6 +109,24 @@ def _incoming_request_id(scope: Scope) -> str | None:
             candidate = value.decode("latin-1")
             return candidate if _SAFE_REQUEST_ID.match(candidate) else None
     return None
+
+
+async def _send_refusal(send: Send, request_id: str, retry_after: float, message: str) -> None:
+    body = json.dumps(
+        {"error": {"code": "rate_limited", "message": message, "request_id": request_id}}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(max(1, round(retry_after))).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _send_internal_error(send: Send, request_id: str) -> None:

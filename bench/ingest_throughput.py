@@ -2,9 +2,16 @@
 progress bars), in a fresh embedded data directory; reports pages/s and chunks/s.
 
     .venv/bin/python bench/ingest_throughput.py [--limit N] [--docs DIR] [--parse-only]
+    .venv/bin/python bench/ingest_throughput.py --stages [--limit N]
+    .venv/bin/python bench/ingest_throughput.py --scifact [--passages N]
 
 ``--parse-only`` times parsing and chunking alone (no embedding or indexing), in-process.
-Results are printed and written to ``bench/results/ingest_throughput.json``.
+``--stages`` times parsing, chunking and embedding each (in-process; no index): embedding
+sentences/s is the chunks (as the indexer embeds them: heading path + text) per second of
+``DenseEmbedder.embed``. ``--scifact`` indexes SciFact abstracts (one document and one
+chunk each, as ``eval.corpus`` does: SQL rows, embedding, BM25 statistics, index) in a
+fresh data dir: chunks/s over the whole, and embedding sentences/s.
+Results are printed and written to ``bench/results/``; the last line is a summary.
 """
 
 from __future__ import annotations
@@ -12,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sqlite3
 import subprocess
@@ -22,8 +28,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DOCS = REPO.parent / "shared" / "data" / "sec-10-q" / "docs"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import REPO, SHARED_DATA, load_average, machine, write_result
+
+DEFAULT_DOCS = SHARED_DATA / "sec-10-q" / "docs"
 
 
 def _env(data_dir: Path) -> dict[str, str]:
@@ -80,7 +89,33 @@ def run_cli(files: list[Path]) -> dict[str, Any]:
     }
 
 
-def run_parse_only(files: list[Path]) -> dict[str, Any]:
+class TimedEmbedder:
+    """Wraps an embedder's ``embed``: counts texts and the seconds spent embedding them."""
+
+    def __init__(self, embedder: Any) -> None:
+        self.embedder = embedder
+        self.inner = embedder.embed
+        self.texts = 0
+        self.seconds = 0.0
+        embedder.embed = self
+
+    def __call__(self, texts: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return self.inner(texts)
+        finally:
+            self.seconds += time.perf_counter() - started
+            self.texts += len(texts)
+
+    def restore(self) -> None:
+        self.embedder.embed = self.inner
+
+    @property
+    def per_s(self) -> float:
+        return round(self.texts / self.seconds, 2) if self.seconds else 0.0
+
+
+def run_parse_only(files: list[Path], embed: bool = False) -> dict[str, Any]:
     sys.path.insert(0, str(REPO))
     from core.settings import Settings
     from ingest.chunking import ChunkingOptions, chunk_elements
@@ -93,6 +128,13 @@ def run_parse_only(files: list[Path]) -> dict[str, Any]:
     options = ChunkingOptions(
         settings.chunk_max_tokens, settings.chunk_overlap_tokens, settings.chunk_min_tokens
     )
+    timed = None
+    if embed:
+        from retrieval.embedding import get_embedder
+
+        embedder = get_embedder(settings.embedding_model, settings.embedding_batch_size)
+        embedder.embed(["warm up"])  # load the model outside the timing
+        timed = TimedEmbedder(embedder)
     pages = chunks = 0
     parse_s = chunk_s = 0.0
     for f in files:
@@ -104,14 +146,21 @@ def run_parse_only(files: list[Path]) -> dict[str, Any]:
         parse_s, chunk_s = parse_s + t1 - t0, chunk_s + t2 - t1
         pages += parsed.page_count or 0
         chunks += len(drafts)
+        if timed is not None:
+            texts = [
+                f"{' > '.join(d.heading_path)}\n{d.text}" if d.heading_path else d.text
+                for d in drafts
+            ]
+            for start in range(0, len(texts), 64):  # the indexer's step
+                timed(texts[start : start + 64])
         print(
             f"{f.name}: {parsed.page_count} pages, {len(drafts)} chunks, "
             f"parse {t1 - t0:.1f}s, chunk {t2 - t1:.1f}s",
             flush=True,
         )
-    seconds = parse_s + chunk_s
-    return {
-        "mode": "parse + chunk only",
+    seconds = parse_s + chunk_s + (timed.seconds if timed else 0.0)
+    result = {
+        "mode": "parse + chunk + embed, in process" if embed else "parse + chunk only",
         "documents": len(files),
         "pages": pages,
         "chunks": chunks,
@@ -120,6 +169,48 @@ def run_parse_only(files: list[Path]) -> dict[str, Any]:
         "pages_per_s": round(pages / seconds, 2),
         "chunks_per_s": round(chunks / seconds, 2),
     }
+    if timed is not None:
+        result.update(embed_seconds=round(timed.seconds, 1), embedding_sentences_per_s=timed.per_s)
+    return result
+
+
+def run_scifact(corpus: Path, passages: int) -> dict[str, Any]:
+    """SciFact abstracts as one-chunk documents through ``eval.corpus.prepare``."""
+    sys.path.insert(0, str(REPO))
+    from core import db as database
+    from core.settings import Settings
+    from eval.corpus import prepare
+    from eval.datasets import Dataset, load_beir
+    from retrieval.indexer import close_indexers, get_indexer
+
+    scifact = load_beir(corpus)
+    subset = dict(list(scifact.passages.items())[: passages or None])
+    work = Path(tempfile.mkdtemp(prefix="ragkb-bench-scifact-"))
+    try:
+        settings = Settings(_env_file=None, data_dir=work / "data", log_json=False)
+        settings.ensure_dirs()
+        database.upgrade(settings.sqlalchemy_url)
+        db = database.Database.from_settings(settings)
+        indexer = get_indexer(settings)
+        indexer.embedder.embed(["warm up"])  # load the model outside the timing
+        timed = TimedEmbedder(indexer.embedder)
+        started = time.perf_counter()
+        prepare(settings, db, Dataset("scifact", "passages", [], subset), lambda f, s: None)
+        seconds = time.perf_counter() - started
+        timed.restore()
+        close_indexers()
+        db.dispose()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "mode": "SciFact passages: SQL rows + embed + BM25 + index (eval.corpus.prepare)",
+        "documents": len(subset),
+        "chunks": len(subset),
+        "seconds": round(seconds, 1),
+        "chunks_per_s": round(len(subset) / seconds, 2),
+        "embed_seconds": round(timed.seconds, 1),
+        "embedding_sentences_per_s": timed.per_s,
+    }
 
 
 def main() -> None:
@@ -127,19 +218,43 @@ def main() -> None:
     parser.add_argument("--docs", type=Path, default=DEFAULT_DOCS)
     parser.add_argument("--limit", type=int, default=0, help="Only the first N files.")
     parser.add_argument("--parse-only", action="store_true")
+    parser.add_argument("--stages", action="store_true", help="Parse, chunk, embed timed each.")
+    parser.add_argument("--scifact", action="store_true", help="SciFact passages instead.")
+    parser.add_argument("--scifact-data", type=Path, default=SHARED_DATA / "scifact")
+    parser.add_argument("--passages", type=int, default=0, help="Only the first N passages.")
     args = parser.parse_args()
-    if not args.docs.is_dir():
-        raise SystemExit(f"no documents at {args.docs}")
-    files = sorted(args.docs.glob("*.pdf"))
-    if args.limit:
-        files = files[: args.limit]
-    result = run_parse_only(files) if args.parse_only else run_cli(files)
-    result["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
+    load_before = load_average()
+    if args.scifact:
+        result = run_scifact(args.scifact_data, args.passages)
+        name = "ingest_scifact"
+    else:
+        if not args.docs.is_dir():
+            raise SystemExit(f"no documents at {args.docs}")
+        files = sorted(args.docs.glob("*.pdf"))
+        if args.limit:
+            files = files[: args.limit]
+        if args.parse_only or args.stages:
+            result = run_parse_only(files, embed=args.stages)
+            name = "ingest_stages" if args.stages else "ingest_parse_only"
+        else:
+            result = run_cli(files)
+            name = "ingest_throughput"
+    result.update(load_avg_before=load_before, load_avg_after=load_average(), machine=machine())
     print(json.dumps(result, indent=2))
-    out = REPO / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    name = "ingest_parse_only.json" if args.parse_only else "ingest_throughput.json"
-    (out / name).write_text(json.dumps(result, indent=2) + "\n")
+    write_result(name, result)
+    rates = [
+        f"{result[k]} {label}"
+        for k, label in (
+            ("pages_per_s", "pages/s"),
+            ("chunks_per_s", "chunks/s"),
+            ("embedding_sentences_per_s", "embedding sentences/s"),
+        )
+        if k in result
+    ]
+    print(
+        f"ingest_throughput ({result['mode']}): {result['documents']} documents, "
+        f"{result['chunks']} chunks: {', '.join(rates)}; load average {result['load_avg_after']}"
+    )
 
 
 if __name__ == "__main__":

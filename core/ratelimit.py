@@ -7,6 +7,7 @@ tenant or key id, so one tenant's traffic never drains another's bucket.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 import uuid
@@ -150,6 +151,57 @@ class RedisLimiter:
             raise ServiceUnavailable(
                 "rate limiter unavailable (Redis): try again shortly", code="limiter_unavailable"
             ) from exc
+
+
+class RecentRefusals:
+    """Credentials this process has just refused for their rate, until the limiter's own
+    retry time (capped at ``max_s``).
+
+    Refusing must cost far less than answering: a client that keeps sending past its limit
+    would otherwise cost the server a database lookup, two limiter calls and several worker
+    threads per refusal, and one tenant's flood of 429s would slow every other tenant (issue
+    #8, ``bench/noisy_neighbour.py``). The request-context middleware refuses a remembered
+    credential at the door instead. Keyed by a hash of the presented credential, so only that
+    same key is refused; a request the shared limiter would already accept again (a raised
+    limit, another replica's view) is refused for at most ``max_s``. ``max_s`` 0: off.
+    """
+
+    def __init__(self, max_s: float, max_entries: int = 100_000) -> None:
+        self.max_s = max_s
+        self.max_entries = max_entries
+        self._until: dict[bytes, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(credential: str) -> bytes:
+        return hashlib.sha256(credential.encode("utf-8", "surrogateescape")).digest()
+
+    def remember(self, credential: str, refused: RateLimited) -> None:
+        if self.max_s <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            if len(self._until) >= self.max_entries:
+                self._until = {k: v for k, v in self._until.items() if v[0] > now}
+                if len(self._until) >= self.max_entries:
+                    return
+            until = now + min(refused.retry_after, self.max_s)
+            self._until[self._key(credential)] = (until, refused.message)
+
+    def check(self, credential: str) -> tuple[float, str] | None:
+        """(seconds left, the refusal's message) while ``credential`` is refused, else None."""
+        if self.max_s <= 0 or not self._until:
+            return None
+        key = self._key(credential)
+        now = time.monotonic()
+        with self._lock:
+            entry = self._until.get(key)
+            if entry is None:
+                return None
+            if entry[0] <= now:
+                del self._until[key]
+                return None
+        return entry[0] - now, entry[1]
 
 
 def enforce_rate(limiter: Limiter, key: str, bucket: Bucket, what: str) -> None:
