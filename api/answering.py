@@ -81,15 +81,27 @@ def answer(
     except GeneratorUnavailable as exc:
         timings["total_ms"] = ms_since(started)
         raise unavailable(
-            session, scope, exc, query_id=query_id, question=question, sources=sources,
-            timings=timings, generator=generator.name,
+            session,
+            scope,
+            exc,
+            query_id=query_id,
+            question=question,
+            sources=sources,
+            timings=timings,
+            generator=generator.name,
         ) from exc
     timings["generate_ms"] = result.generate_ms
     timings["total_ms"] = ms_since(started)
     observe_stages(settings, scope, timings)
     record_query(
-        session, scope, query_id=query_id, question=question.text, sources=sources,
-        timings=timings, result=result, conversation_id=question.conversation_id,
+        session,
+        scope,
+        query_id=query_id,
+        question=question.text,
+        sources=sources,
+        timings=timings,
+        result=result,
+        conversation_id=question.conversation_id,
     )
     return Answered(query_id=query_id, result=result, sources=sources, timings=timings)
 
@@ -117,8 +129,14 @@ def unavailable(
 ) -> AnswerUnavailable:
     """Log a question the generator could not answer; the error to raise for it."""
     record_query(
-        session, scope, query_id=query_id, question=question.text, sources=sources,
-        timings=timings, generator=generator, conversation_id=question.conversation_id,
+        session,
+        scope,
+        query_id=query_id,
+        question=question.text,
+        sources=sources,
+        timings=timings,
+        generator=generator,
+        conversation_id=question.conversation_id,
         error=cause.message,
     )
     return AnswerUnavailable(cause, query_id, sources)

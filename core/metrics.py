@@ -26,24 +26,31 @@ _QUERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 6
 _INGEST_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
 HTTP_REQUESTS = Counter(
-    "ragkb_http_requests_total", "HTTP requests by route template and status.",
+    "ragkb_http_requests_total",
+    "HTTP requests by route template and status.",
     ["method", "route", "status"],
 )
 HTTP_LATENCY = Histogram(
-    "ragkb_http_request_duration_seconds", "HTTP request latency by route template.",
-    ["method", "route"], buckets=_QUERY_BUCKETS,
+    "ragkb_http_request_duration_seconds",
+    "HTTP request latency by route template.",
+    ["method", "route"],
+    buckets=_QUERY_BUCKETS,
 )
 QUERY_STAGE_LATENCY = Histogram(
     "ragkb_query_stage_duration_seconds",
     "Question answering latency per stage: retrieve, rerank, generate, end_to_end.",
-    ["stage", "tenant"], buckets=_QUERY_BUCKETS,
+    ["stage", "tenant"],
+    buckets=_QUERY_BUCKETS,
 )
 INGEST_STAGE_LATENCY = Histogram(
-    "ragkb_ingest_stage_duration_seconds", "Ingestion latency per stage (parse, chunk, ...).",
-    ["stage"], buckets=_INGEST_BUCKETS,
+    "ragkb_ingest_stage_duration_seconds",
+    "Ingestion latency per stage (parse, chunk, ...).",
+    ["stage"],
+    buckets=_INGEST_BUCKETS,
 )
 INGEST_FAILURES = Counter(
-    "ragkb_ingest_failures_total", "Documents that failed, by the stage they failed in.",
+    "ragkb_ingest_failures_total",
+    "Documents that failed, by the stage they failed in.",
     ["stage"],
 )
 QUEUE_DEPTH = Gauge(
@@ -56,7 +63,8 @@ GENERATOR_ERRORS = Counter(
     "ragkb_generator_errors_total", "Generator call failures by kind.", ["kind"]
 )
 GENERATOR_CIRCUIT_OPEN = Gauge(
-    "ragkb_generator_circuit_open", "1 while the generator's circuit breaker is open.",
+    "ragkb_generator_circuit_open",
+    "1 while the generator's circuit breaker is open.",
     multiprocess_mode="max",
 )
 

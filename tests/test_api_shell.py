@@ -38,9 +38,10 @@ def test_readyz_reports_an_unreachable_database(tmp_path: Path) -> None:
 def test_every_response_has_a_request_id_and_echoes_a_safe_one(client: TestClient) -> None:
     generated = client.get("/healthz").headers["x-request-id"]
     assert len(generated) == 32
-    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers[
-        "x-request-id"
-    ] == "abc-123"
+    assert (
+        client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"]
+        == "abc-123"
+    )
     # Anything that could inject into logs is replaced, not echoed.
     replaced = client.get("/healthz", headers={"X-Request-ID": "bad id\tinjected"})
     assert replaced.headers["x-request-id"] != "bad id\tinjected"

@@ -107,9 +107,7 @@ def test_admin_routes_refuse_tenant_keys(http: TestClient, admin_headers: dict[s
     issued = create_tenant_with_key(http, admin_headers, "acme")
     tenant = bearer(issued["key"])
     assert_error(http.get("/v1/admin/tenants", headers=tenant), 403, "admin_key_required")
-    assert_error(
-        http.post("/v1/admin/tenants", json={"slug": "evil"}, headers=tenant), 403
-    )
+    assert_error(http.post("/v1/admin/tenants", json={"slug": "evil"}, headers=tenant), 403)
     assert_error(http.delete(f"/v1/admin/keys/{issued['id']}", headers=tenant), 403)
     assert_error(http.get("/v1/admin/tenants"), 401)
 

@@ -152,15 +152,22 @@ def test_ask_a_question_and_open_a_citation(
 
     import httpx
 
-    files = {"files": ("remote-work.md", b"# Remote work\n\nEmployees may work remotely up "
-             b"to three days per week with manager approval.\n", "text/markdown")}
+    files = {
+        "files": (
+            "remote-work.md",
+            b"# Remote work\n\nEmployees may work remotely up "
+            b"to three days per week with manager approval.\n",
+            "text/markdown",
+        )
+    }
     r = httpx.post(f"{base_url}/v1/documents", files=files, headers=tenant_a.headers)
     assert r.status_code == 202, r.text
     doc_id = r.json()["documents"][0]["id"]
     deadline = time.monotonic() + 120
-    while httpx.get(f"{base_url}/v1/documents/{doc_id}", headers=tenant_a.headers).json()[
-        "status"
-    ] != "ready":
+    while (
+        httpx.get(f"{base_url}/v1/documents/{doc_id}", headers=tenant_a.headers).json()["status"]
+        != "ready"
+    ):
         assert time.monotonic() < deadline, "document did not become ready"
         time.sleep(0.5)
 

@@ -54,9 +54,7 @@ def test_redis_down_is_a_clear_503() -> None:
 
 
 @pytest.fixture(params=["memory", "redis"])
-def limited_client(
-    request: pytest.FixtureRequest, settings: Settings
-) -> Iterator[TestClient]:
+def limited_client(request: pytest.FixtureRequest, settings: Settings) -> Iterator[TestClient]:
     redis_url = REDIS_URL if request.param == "redis" else None
     tight = settings.model_copy(
         update={
@@ -122,8 +120,9 @@ def test_admin_overrides_a_tenants_limits(
 ) -> None:
     strict, other = make_tenant(), make_tenant()
     url = f"/v1/admin/tenants/{strict.scope.slug}/limits"
-    r = client.patch(url, json={"rate_limit_key_burst": 1, "rate_limit_key_rps": 0.01},
-                     headers=admin_headers)
+    r = client.patch(
+        url, json={"rate_limit_key_burst": 1, "rate_limit_key_rps": 0.01}, headers=admin_headers
+    )
     assert r.status_code == 200, r.text
     assert r.json()["overrides"] == {"rate_limit_key_burst": 1, "rate_limit_key_rps": 0.01}
     assert r.json()["effective"]["rate_limit_key_burst"] == 1
@@ -156,14 +155,16 @@ def test_document_and_storage_quotas(
     url = f"/v1/admin/tenants/{tenant_a.scope.slug}/limits"
     client.patch(url, json={"max_documents": 1}, headers=admin_headers)
     upload = "/v1/documents"
-    first = client.post(upload, files={"files": ("a.txt", b"first document\n")},
-                        headers=tenant_a.headers)
+    first = client.post(
+        upload, files={"files": ("a.txt", b"first document\n")}, headers=tenant_a.headers
+    )
     assert first.status_code == 202, first.text
-    second = client.post(upload, files={"files": ("b.txt", b"second document\n")},
-                         headers=tenant_a.headers)
+    second = client.post(
+        upload, files={"files": ("b.txt", b"second document\n")}, headers=tenant_a.headers
+    )
     assert_error(second, 429, "quota_documents")
-    client.patch(url, json={"max_documents": None, "max_stored_bytes": 20},
-                 headers=admin_headers)
-    big = client.post(upload, files={"files": ("c.txt", b"x" * 64 + b"\n")},
-                      headers=tenant_a.headers)
+    client.patch(url, json={"max_documents": None, "max_stored_bytes": 20}, headers=admin_headers)
+    big = client.post(
+        upload, files={"files": ("c.txt", b"x" * 64 + b"\n")}, headers=tenant_a.headers
+    )
     assert_error(big, 429, "quota_bytes")

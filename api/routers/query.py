@@ -49,8 +49,10 @@ router = APIRouter(prefix="/v1", tags=["query"])
 class QueryIn(BaseModel):
     question: str = Field(min_length=1, max_length=4000, examples=["What was Q3 revenue?"])
     top_k: int | None = Field(
-        default=None, ge=1, le=50, description="Sources retrieved for the answer (default: "
-        "the answer_top_k setting)."
+        default=None,
+        ge=1,
+        le=50,
+        description="Sources retrieved for the answer (default: the answer_top_k setting).",
     )
     mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
     rerank: bool = True
@@ -158,8 +160,14 @@ def query(
         timings["total_ms"] = ms_since(started)
         return _unavailable_response(
             unavailable(
-                session, scope, exc, query_id=query_id, question=question, sources=sources,
-                timings=timings, generator=generator.name,
+                session,
+                scope,
+                exc,
+                query_id=query_id,
+                question=question,
+                sources=sources,
+                timings=timings,
+                generator=generator.name,
             )
         )
     context = _StreamContext(
@@ -185,7 +193,10 @@ def query(
 def _unavailable_response(exc: AnswerUnavailable) -> JSONResponse:
     """503 in the error shape, still carrying the query id and the retrieved sources."""
     content = error_body(
-        503, exc.message, exc.code, query_id=exc.query_id,
+        503,
+        exc.message,
+        exc.code,
+        query_id=exc.query_id,
         sources=numbered_sources(exc.sources, None),
     )
     return JSONResponse(content, status_code=503)
