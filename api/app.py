@@ -20,7 +20,7 @@ from core import db as database
 from core.dedupe import SeenEvents
 from core.logging import configure_logging
 from core.model_loading import force_offline
-from core.ratelimit import Limiter, MemoryLimiter, RedisLimiter
+from core.ratelimit import Limiter, MemoryLimiter, RecentRefusals, RedisLimiter
 from core.secrets import SecretBox
 from core.settings import Settings, get_settings
 from generation.generator import readiness as generator_readiness
@@ -35,14 +35,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from eval.tasks import make_eval_queue
+        from ingest.documents import sweep_orphan_files_in_background
         from ingest.queue import make_queue
 
+        sweep_orphan_files_in_background(settings, app.state.db)
         app.state.ingest_queue = make_queue(settings, app.state.db)
+        app.state.eval_queue = make_eval_queue(settings, app.state.db)
         app.state.readiness_checks["ingest_queue"] = app.state.ingest_queue.health
         if settings.warm_up:
             # Load the embedding model and open the index now, not on the first request.
             threading.Thread(target=get_indexer(settings).warm_up, daemon=True).start()
         yield
+        app.state.eval_queue.close()
         app.state.ingest_queue.close()
         close_indexers()
         app.state.db.dispose()
@@ -69,7 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     }
 
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware)
+    app.state.refusals = RecentRefusals(settings.rate_limit_refusal_memory_s)
+    app.add_middleware(RequestContextMiddleware, refusals=app.state.refusals)
     for router in ALL_ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -30,6 +30,8 @@ keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
+eval_app = typer.Typer(help="Offline evaluation runs and reports.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -51,10 +53,30 @@ def cli_session(settings: Settings | None = None) -> Iterator[Session]:
         db.dispose()
 
 
+def _fresh_metrics_dir() -> None:
+    """With PROMETHEUS_MULTIPROC_DIR, each process writes its metric values into that
+    folder: create it, and drop the files of processes of an earlier run (prometheus_client
+    would add them up forever). Runs before anything imports the metrics."""
+    import os
+
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        for stale in Path(folder).glob("*.db"):
+            stale.unlink(missing_ok=True)
+
+
 @app.command()
 def serve(
     host: str = typer.Option(None, help="Bind address (default: RAGKB_HOST)."),
     port: int = typer.Option(None, help="Port (default: RAGKB_PORT)."),
+    workers: int = typer.Option(
+        1,
+        min=1,
+        help="Server processes (stateless; needs PostgreSQL, Redis and a Qdrant server: the "
+        "embedded index opens in one process only). Set PROMETHEUS_MULTIPROC_DIR so "
+        "/metrics adds them up.",
+    ),
 ) -> None:
     """Run the API server."""
     import uvicorn
@@ -63,7 +85,8 @@ def serve(
     host = host or settings.host
     port = port or settings.port
     console.print(f"ragkb listening on http://{host}:{port}  (API docs: /docs)")
-    uvicorn.run("api.app:create_app_from_env", factory=True, host=host, port=port)
+    _fresh_metrics_dir()
+    uvicorn.run("api.app:create_app_from_env", factory=True, host=host, port=port, workers=workers)
 
 
 @app.command()
@@ -379,45 +402,219 @@ def _ingest_summary(results: list[Any]) -> None:
 
 @app.command()
 def worker(
-    concurrency: int = typer.Option(1, help="Documents processed at once by this worker."),
+    queues: str = typer.Option(
+        "heavy,light",
+        help="heavy (ingestion, prefetch 1), light (eval runs, housekeeping) or both.",
+    ),
+    concurrency: int = typer.Option(1, help="Tasks processed at once by this worker."),
     pool: str = typer.Option(
-        None, help="Celery pool; default: prefork with a Qdrant server, threads with the "
-        "embedded index (which one process only may open)."
+        None,
+        help="Celery pool; default: prefork with a Qdrant server, threads with the "
+        "embedded index (which one process only may open).",
     ),
     loglevel: str = typer.Option("INFO", help="Celery log level."),
 ) -> None:
-    """Run a Celery worker that processes ingestion tasks (RAGKB_TASK_MODE=celery)."""
+    """Run a Celery worker for the heavy and/or light queue (RAGKB_TASK_MODE=celery)."""
     from core.model_loading import force_offline
-    from ingest.celery_app import make_celery
+    from ingest.celery_app import make_celery, worker_argv
+
+    force_offline()
+    _fresh_metrics_dir()
+    settings = get_settings()
+    try:
+        argv = worker_argv(settings, queues, concurrency=concurrency, pool=pool, loglevel=loglevel)
+    except ValueError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    settings.ensure_dirs()
+    make_celery(settings).worker_main(argv)
+
+
+@app.command("reindex")
+def reindex_command(
+    tenant: str = typer.Option(None, "--tenant", help="Tenant slug (default: every tenant)."),
+) -> None:
+    """Rebuild index points and BM25 statistics from the stored chunks (no re-parsing), for
+    one tenant or all: after a lost or corrupt index, or a restore."""
+    from core.model_loading import force_offline
+    from core.tenancy import TenantScope, scope_for_slug
+    from retrieval.indexer import close_indexers, get_indexer
+
+    force_offline()
+    settings = get_settings()
+    try:
+        with cli_session(settings) as session:
+            if tenant is not None:
+                scopes = [scope_for_slug(session, tenant)]
+            else:
+                rows = tenants.list_tenants(session)
+                scopes = [TenantScope(tenant_id=t.id, slug=t.slug) for t in rows]
+            for scope in scopes:
+                count = get_indexer(settings).rebuild(scope, session)
+                session.commit()  # each tenant's statistics as soon as its points are in
+                console.print(f"tenant {scope.slug}: {count} chunks re-indexed")
+    finally:
+        close_indexers()  # flush the embedded index before the process exits
+
+
+@app.command("backup")
+def backup_command(
+    tenant: str = typer.Option(..., "--tenant", help="Tenant slug (or id)."),
+    out: Path = typer.Option(..., "--out", help="The archive to write (.tar.gz)."),
+) -> None:
+    """Back up one tenant: its rows (keys, documents, chunks, query log...) and files."""
+    from ingest.backup import backup_tenant
+
+    settings = get_settings()
+    with cli_session(settings) as session:
+        manifest = backup_tenant(session, settings, tenant, out)
+    rows = ", ".join(f"{n} {name}" for name, n in manifest.tables.items() if n)
+    console.print(f"tenant {manifest.slug} backed up to {out}: {rows}; {manifest.files} files")
+
+
+@app.command("restore")
+def restore_command(
+    archive: Path = typer.Argument(..., help="An archive made by `ragkb backup`."),
+    replace: bool = typer.Option(
+        False, "--replace", help="Overwrite a tenant with the same id or slug."
+    ),
+) -> None:
+    """Restore a tenant from a backup (ids kept) and rebuild its index from its chunks.
+    Run it while the server is stopped in the embedded mode (one process opens the index)."""
+    from core.model_loading import force_offline
+    from ingest.backup import open_database, restore_tenant
+    from retrieval.indexer import close_indexers
+
+    force_offline()
+    settings = get_settings()
+    db = open_database(settings)
+    try:
+        with db.session() as session:
+            result = restore_tenant(session, settings, archive, replace=replace)
+    except RagkbError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from exc
+    finally:
+        close_indexers()
+        db.dispose()
+    rows = ", ".join(f"{n} {name}" for name, n in result.rows.items() if n)
+    console.print(
+        f"tenant {result.slug} restored: {rows}; {result.files} files; "
+        f"{result.chunks_indexed} chunks indexed"
+    )
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+@eval_app.command("run")
+def eval_run(
+    dataset: str = typer.Option(
+        ..., help="scifact, cmrc2018, sec-10q, or a BEIR folder / SQuAD JSON / CSV-JSONL path."
+    ),
+    modes: str = typer.Option(
+        "bm25,dense,hybrid,hybrid+rerank", help="Comma-separated retrieval modes."
+    ),
+    answers: bool = typer.Option(False, "--answers", help="Also answer every question."),
+    baselines: bool = typer.Option(
+        True, "--baselines/--no-baselines", help="Run rank_bm25 and exact dense beside."
+    ),
+    limit: int = typer.Option(None, help="Only the first N questions."),
+    out: Path = typer.Option(None, help="Run directory (default: RAGKB_DATA_DIR/eval/<id>)."),
+    data_root: Path = typer.Option(
+        None, envvar="RAGKB_EVAL_DATA_DIR", help="Where the named data sets are (../shared/data)."
+    ),
+    split: str = typer.Option("test", help="BEIR qrels split."),
+    tolerance: float = typer.Option(0.01, help="Drop against the previous run that is flagged."),
+) -> None:
+    """Evaluate retrieval (and answers) on a data set in a throw-away tenant; writes
+    results.json, report.md and report.html, and compares with the previous run."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from core.model_loading import force_offline
+    from eval.datasets import resolve
+    from eval.runner import RunOptions
+    from eval.runs import run_dataset
 
     force_offline()
     settings = get_settings()
     settings.ensure_dirs()
-    celery = make_celery(settings)
-    celery.worker_main(
-        [
-            "worker",
-            f"--queues={settings.celery_queue}",
-            f"--concurrency={concurrency}",
-            f"--pool={pool or ('prefork' if settings.qdrant_url else 'threads')}",
-            f"--loglevel={loglevel}",
-            "--hostname=ragkb-ingest@%h",
-        ]
+    database.upgrade(settings.sqlalchemy_url)
+    options = RunOptions(
+        modes=[m.strip() for m in modes.split(",") if m.strip()],
+        baselines=baselines,
+        answers=answers,
+        tolerance=tolerance,
     )
+    try:
+        options.validate()
+        data = resolve(dataset, data_root, split=split).limited(limit)
+    except (ValueError, FileNotFoundError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    db = database.Database.from_settings(settings)
+    columns = (
+        TextColumn(f"{data.name}", markup=False),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TextColumn("{task.fields[stage]}", markup=False),
+        TimeElapsedColumn(),
+    )
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task(data.name, total=100, stage="starting")
+
+            def show(fraction: float, stage: str) -> None:
+                progress.update(task, completed=100 * fraction, stage=stage)
+
+            run_id, results = run_dataset(settings, db, data, options, out_dir=out, progress=show)
+    finally:
+        db.dispose()
+    from eval.report import metric_rows
+
+    header, rows = metric_rows(results)
+    table = Table(*header)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    if "answers" in results:
+        a = results["answers"]
+        console.print(
+            f"answers: refusal rate {a['refusal_rate']:.3f}, citation precision "
+            f"{a['citation_precision']}, token F1 {a['token_f1']}, groundedness {a['groundedness']}"
+        )
+    for regression in results.get("comparison", {}).get("regressions", []):
+        console.print(
+            f"[red]regression:[/red] {regression['mode']} {regression['metric']} "
+            f"{regression['previous']} -> {regression['current']}"
+        )
+    console.print(f"run {run_id}: report in {out or settings.data_dir / 'eval' / run_id}")
 
 
-@app.command("reindex")
-def reindex_command(tenant: str = typer.Option(..., "--tenant", help="Tenant slug.")) -> None:
-    """Rebuild a tenant's index points and BM25 statistics from its stored chunks."""
-    from core.model_loading import force_offline
+@eval_app.command("list")
+def eval_list(
+    tenant: str = typer.Option(None, "--tenant", help="Tenant slug (default: every tenant)."),
+) -> None:
+    """Stored evaluation runs, newest first."""
+    from sqlalchemy import select
+
+    from core.models import EvalRun, Tenant
     from core.tenancy import scope_for_slug
-    from retrieval.indexer import get_indexer
+    from eval.runs import list_runs
 
-    force_offline()
-    settings = get_settings()
-    with cli_session(settings) as session:
-        count = get_indexer(settings).rebuild(scope_for_slug(session, tenant), session)
-    console.print(f"tenant {tenant}: {count} chunks re-indexed")
+    table = Table("run", "tenant", "dataset", "status", "ndcg@10 (default)", "created")
+    with cli_session() as session:
+        if tenant:
+            runs = list_runs(session, scope_for_slug(session, tenant))
+        else:
+            runs = list(session.scalars(select(EvalRun).order_by(EvalRun.created_at.desc())))
+        slugs = dict(session.execute(select(Tenant.id, Tenant.slug)).all())
+        for run in runs:
+            default = (run.results or {}).get("modes", {}).get("hybrid+rerank", {})
+            table.add_row(
+                run.id, slugs.get(run.tenant_id, "?"), run.dataset, run.status.value,
+                str(default.get("ndcg@10", "")), run.created_at.isoformat(timespec="seconds"),
+            )  # fmt: skip
+    console.print(table)
 
 
 def _redacted_url(url: str) -> str:

@@ -115,6 +115,13 @@ class Settings(BaseSettings):
         default=3, ge=0, description="Retries (with backoff) after a transient error."
     )
     max_files_per_upload: int = Field(default=100, ge=1, description="Files per upload request.")
+    upload_orphan_after_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Stored files that no document refers to (an upload interrupted by a "
+        "crash) are deleted at startup once they are older than this; younger ones may "
+        "belong to an upload still in progress on another replica.",
+    )
 
     # --- security ----------------------------------------------------------------------
     admin_key: SecretStr | None = Field(
@@ -134,8 +141,7 @@ class Settings(BaseSettings):
     )
     public_base_url: str | None = Field(
         default=None,
-        description="The portal's public URL, for links in chat answers; default "
-        "http://HOST:PORT.",
+        description="The portal's public URL, for links in chat answers; default http://HOST:PORT.",
     )
 
     # --- HTTP ----------------------------------------------------------------------------
@@ -159,6 +165,12 @@ class Settings(BaseSettings):
         default=50.0, gt=0, description="Requests/s per tenant, all its keys together."
     )
     rate_limit_tenant_burst: int = Field(default=100, ge=1, description="Burst per tenant.")
+    rate_limit_refusal_memory_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="After a key is refused for its rate, refuse it again at the door (no "
+        "database or limiter call) until its retry time, at most this long; 0: off.",
+    )
     max_concurrent_queries_per_tenant: int = Field(
         default=4, ge=1, description="Questions answered at once for one tenant."
     )
@@ -175,6 +187,11 @@ class Settings(BaseSettings):
         default=False,
         description="Label query-stage metrics with the tenant slug. Only for a bounded "
         "number of tenants: every tenant adds a time series per bucket.",
+    )
+    worker_metrics_port: int | None = Field(
+        default=None,
+        description="A Celery worker serves Prometheus metrics (ingest stages, failures) on "
+        "this port; unset = none. With the prefork pool also set PROMETHEUS_MULTIPROC_DIR.",
     )
     log_level: str = "INFO"
     log_json: bool = True
