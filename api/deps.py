@@ -119,15 +119,28 @@ TenantDep = Annotated[TenantScope, Depends(require_tenant)]
 AdminDep = Annotated[Identity, Depends(require_admin)]
 
 
-def query_slot(
-    scope: TenantDep, limits: TenantLimitsDep, limiter: LimiterDep, session: SessionDep
-) -> Iterator[None]:
-    """Within the daily question quota, and bound the questions one tenant has in flight
-    (429 when all its slots are busy)."""
-    check_query_quota(session, scope, limits)
+def _tenant_work_slot(scope: TenantScope, limits: TenantLimits, limiter: Limiter) -> Iterator[None]:
+    """One of the tenant's ``max_concurrent_queries`` slots, shared by its questions and its
+    searches: one tenant's flood waits for itself (429), not for the CPU other tenants need."""
     limit = limits.max_concurrent_queries
-    with concurrency_slot(limiter, f"queries:{scope.tenant_id}", limit, 300, "questions"):
+    with concurrency_slot(
+        limiter, f"queries:{scope.tenant_id}", limit, 300, "questions and searches"
+    ):
         yield
 
 
+def query_slot(
+    scope: TenantDep, limits: TenantLimitsDep, limiter: LimiterDep, session: SessionDep
+) -> Iterator[None]:
+    """Within the daily question quota, and bound the work one tenant has in flight."""
+    check_query_quota(session, scope, limits)
+    yield from _tenant_work_slot(scope, limits, limiter)
+
+
+def search_slot(scope: TenantDep, limits: TenantLimitsDep, limiter: LimiterDep) -> Iterator[None]:
+    """Bound the work one tenant has in flight (searches do not count against the quota)."""
+    yield from _tenant_work_slot(scope, limits, limiter)
+
+
 QuerySlotDep = Annotated[None, Depends(query_slot)]
+SearchSlotDep = Annotated[None, Depends(search_slot)]

@@ -92,7 +92,9 @@ class Settings(BaseSettings):
         default=5000, ge=1, description="Documents with more pages (or slides) fail."
     )
     ingest_max_uncompressed_bytes: int = Field(
-        default=1024 * 1024 * 1024,
+        # 256 MiB: parsers hold the expanded XML in memory several times over, so a file
+        # that expands to about a gigabyte could take a worker's memory with it.
+        default=256 * 1024 * 1024,
         description="Zip-based files (DOCX, XLSX, PPTX, ODT, EPUB) that expand past this fail "
         "(zip-bomb guard).",
     )
@@ -101,6 +103,12 @@ class Settings(BaseSettings):
     )
     ingest_time_limit_s: int = Field(
         default=1800, ge=10, description="Celery hard time limit per document (soft: 90%)."
+    )
+    eval_time_limit_s: int = Field(
+        default=4 * 3600,
+        ge=10,
+        description="Celery hard time limit per eval run (soft: 90%); a run of thousands of "
+        "questions with answers outlasts any one document.",
     )
     ingest_heartbeat_s: float = Field(
         default=5.0, gt=0, description="How often a worker marks its document as alive."

@@ -37,6 +37,8 @@ from core.settings import Settings, get_settings
 log = logging.getLogger("ragkb.ingest")
 
 TASK_NAME = "ragkb.ingest.process_document"
+# Defined in eval.tasks, which the worker imports by name (ingest never imports eval).
+EVAL_TASK_NAME = "ragkb.eval.run"
 REAP_TASK_NAME = "ragkb.maintenance.reap_interrupted"
 # Prefetch per worker process: one for heavy tasks (a prefetched PDF would wait behind the
 # one being parsed while another worker sits idle); several for short light tasks.
@@ -68,7 +70,7 @@ def task_routes(settings: Settings) -> dict[str, dict[str, str]]:
 def visibility_timeout_s(settings: Settings) -> int:
     """Longer than any task may run (the hard time limit), or Redis would hand a task that
     is still running to a second worker."""
-    return settings.ingest_time_limit_s + _VISIBILITY_MARGIN_S
+    return max(settings.ingest_time_limit_s, settings.eval_time_limit_s) + _VISIBILITY_MARGIN_S
 
 
 def reap_queue(settings: Settings) -> str:
@@ -131,6 +133,13 @@ def make_celery(settings: Settings) -> Celery:
         # No task may run longer than this (ingestion also gets it per task, below).
         task_time_limit=settings.ingest_time_limit_s,
         task_soft_time_limit=int(settings.ingest_time_limit_s * 0.9),
+        # Eval runs (registered by name in eval.tasks) get their own, longer limit.
+        task_annotations={
+            EVAL_TASK_NAME: {
+                "time_limit": settings.eval_time_limit_s,
+                "soft_time_limit": int(settings.eval_time_limit_s * 0.9),
+            }
+        },
         worker_max_memory_per_child=_MAX_MEMORY_PER_CHILD_KB,
         result_expires=24 * 3600,
         # An unacknowledged task returns to the queue after this long (a killed worker).

@@ -22,7 +22,9 @@ from core.db import Database
 from core.models import Document, DocumentStatus, utcnow
 from core.settings import Settings
 from core.tenancy import TenantScope
+from eval import tasks as eval_tasks
 from ingest.celery_app import (
+    EVAL_TASK_NAME,
     REAP_TASK_NAME,
     TASK_NAME,
     make_celery,
@@ -82,6 +84,16 @@ def test_delivery_guarantees_and_time_limits(tmp_path: Path) -> None:
     assert ingest.acks_late and ingest.reject_on_worker_lost
     assert ingest.time_limit == 600 and ingest.soft_time_limit == 540
     assert app.tasks[REAP_TASK_NAME].time_limit < 600
+
+    # An eval run outlasts any one document: its own limit, and the visibility timeout
+    # covers it too (else a long run would be handed to a second worker while it runs).
+    settings = _settings(tmp_path, ingest_time_limit_s=600, eval_time_limit_s=7200)
+    app = make_celery(settings)
+    app.loader.import_default_modules()  # what a worker does at start: loads eval.tasks
+    run_eval = app.tasks[EVAL_TASK_NAME]
+    assert run_eval.name == eval_tasks.TASK_NAME
+    assert run_eval.time_limit == 7200 and run_eval.soft_time_limit == 6480
+    assert visibility_timeout_s(settings) > 7200
 
 
 def test_worker_arguments_per_queue_kind(tmp_path: Path) -> None:

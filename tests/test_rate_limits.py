@@ -168,3 +168,34 @@ def test_document_and_storage_quotas(
         upload, files={"files": ("c.txt", b"x" * 64 + b"\n")}, headers=tenant_a.headers
     )
     assert_error(big, 429, "quota_bytes")
+
+
+def test_searches_share_the_tenants_concurrency_slots_but_not_its_question_quota(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    settings: Settings,
+    make_tenant: Callable[..., TenantCredentials],
+) -> None:
+    busy, other = make_tenant(), make_tenant()
+    url = f"/v1/admin/tenants/{busy.scope.slug}/limits"
+    client.patch(url, json={"max_queries_per_day": 1}, headers=admin_headers)
+    search = {"query": "anything"}
+    # Searches are not questions: they do not use up the daily question quota.
+    for _ in range(3):
+        assert client.post("/v1/search", json=search, headers=busy.headers).status_code == 200
+    # With all of its slots taken by work in flight, the busy tenant waits; the other does not.
+    limiter: Limiter = client.app.state.limiter  # type: ignore[attr-defined]
+    key = f"queries:{busy.scope.tenant_id}"
+    held = [
+        limiter.acquire_slot(key, settings.max_concurrent_queries_per_tenant, 60)
+        for _ in range(settings.max_concurrent_queries_per_tenant)
+    ]
+    try:
+        r = client.post("/v1/search", json=search, headers=busy.headers)
+        assert_error(r, 429, "rate_limited")
+        assert client.post("/v1/search", json=search, headers=other.headers).status_code == 200
+    finally:
+        for token in held:
+            assert token is not None
+            limiter.release_slot(key, token)
+    assert client.post("/v1/search", json=search, headers=busy.headers).status_code == 200

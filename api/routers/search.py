@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import SessionDep, SettingsDep, TenantDep
+from api.deps import SearchSlotDep, SessionDep, SettingsDep, TenantDep
 from retrieval.search import SearchRequest, SearchResponse, search
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -14,6 +14,10 @@ router = APIRouter(prefix="/v1", tags=["search"])
 
 @router.post("/search", response_model=SearchResponse, summary="Rank the tenant's chunks")
 def search_chunks(
-    body: SearchRequest, scope: TenantDep, session: SessionDep, settings: SettingsDep
+    body: SearchRequest,
+    scope: TenantDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    _slot: SearchSlotDep,
 ) -> SearchResponse:
     return search(settings, session, scope, body)
