@@ -7,12 +7,15 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import redis
 
+from core.db import Database
+from core.models import Document
+from core.settings import Settings
 from tests.helpers import REPO_ROOT
 
 LOCAL_REDIS = "redis://127.0.0.1:6379"
@@ -38,6 +41,39 @@ def clean_env(**ragkb: str) -> dict[str, str]:
     )
     env.update({f"RAGKB_{name}": value for name, value in ragkb.items()})
     return env
+
+
+def worker_env(settings: Settings, redis_url: str) -> dict[str, str]:
+    """The environment of a worker that shares ``settings``' data, database and queue."""
+    return clean_env(
+        DATA_DIR=str(settings.data_dir),
+        DATABASE_URL=settings.sqlalchemy_url,
+        TASK_MODE="celery",
+        REDIS_URL=redis_url,
+        CELERY_QUEUE=settings.celery_queue,
+        INGEST_HEARTBEAT_S=str(settings.ingest_heartbeat_s),
+        INGEST_STALE_AFTER_S=str(settings.ingest_stale_after_s),
+    )
+
+
+def load_document(db: Database, document_id: str) -> Document:
+    with db.session() as session:
+        document = session.get(Document, document_id)
+        assert document is not None
+        return document
+
+
+def wait_for_document(
+    db: Database, document_id: str, until: Callable[[Document], bool], timeout: float
+) -> Document:
+    """The document once ``until`` holds for it (polled), or an AssertionError at the timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        document = load_document(db, document_id)
+        if until(document):
+            return document
+        time.sleep(0.05)
+    raise AssertionError(f"document {document_id} is {document.status} after {timeout}s")
 
 
 class Workers:

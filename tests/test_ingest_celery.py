@@ -5,11 +5,9 @@ retried to ready), never stuck in progress, with nothing half-written searchable
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,12 +20,19 @@ from typer.testing import CliRunner
 from api.cli import app as cli_app
 from core import tenants
 from core.db import Database
-from core.models import Chunk, Document, DocumentStatus
+from core.models import Chunk, DocumentStatus
 from core.settings import Settings, get_settings
 from core.tenancy import TenantScope
 from ingest.documents import IN_FLIGHT, add_document
 from ingest.queue import CeleryQueue
-from tests.helpers import REPO_ROOT, make_settings
+from tests.celery_workers import (
+    load_document,
+    redis_available,
+    running_workers,
+    wait_for_document,
+    worker_env,
+)
+from tests.helpers import make_settings
 
 REDIS_URL = "redis://127.0.0.1:6379/13"  # a database of its own: no collision with others
 SENTENCE = (
@@ -36,14 +41,9 @@ SENTENCE = (
 )
 
 
-def _redis_available() -> bool:
-    try:
-        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping())
-    except redis.RedisError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _redis_available(), reason="Redis at 127.0.0.1:6379 is down")
+pytestmark = pytest.mark.skipif(
+    not redis_available(REDIS_URL), reason="Redis at 127.0.0.1:6379 is down"
+)
 
 
 @pytest.fixture
@@ -63,72 +63,16 @@ def celery_settings(tmp_path: Path, sqlite_template: Path) -> Iterator[Settings]
     redis.Redis.from_url(REDIS_URL).delete(settings.celery_queue)
 
 
-def _worker_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGKB_")}
-    env.update(
-        RAGKB_DATA_DIR=str(settings.data_dir),
-        RAGKB_TASK_MODE="celery",
-        RAGKB_REDIS_URL=REDIS_URL,
-        RAGKB_CELERY_QUEUE=settings.celery_queue,
-        RAGKB_INGEST_HEARTBEAT_S=str(settings.ingest_heartbeat_s),
-        RAGKB_INGEST_STALE_AFTER_S=str(settings.ingest_stale_after_s),
-        RAGKB_LOG_JSON="false",
-        HF_HUB_OFFLINE="1",
-        DO_NOT_TRACK="1",
-        SCARF_NO_ANALYTICS="1",
-    )
-    return env
-
-
 @pytest.fixture
 def start_worker(celery_settings: Settings) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start() -> subprocess.Popen[bytes]:
-        log = (celery_settings.data_dir / f"worker-{len(started)}.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from api.cli import app; app()", "worker", "--pool", "threads"],
-            cwd=REPO_ROOT,
-            env=_worker_env(celery_settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    env = worker_env(celery_settings, REDIS_URL)
+    with running_workers(env, celery_settings.data_dir) as workers:
+        yield lambda: workers.start("--pool", "threads")
 
 
 def _add(db: Database, settings: Settings, scope: TenantScope, name: str, data: bytes) -> str:
     with db.session() as session:
         return add_document(session, settings, scope, name, io.BytesIO(data)).document.id
-
-
-def _status(db: Database, document_id: str) -> Document:
-    with db.session() as session:
-        document = session.get(Document, document_id)
-        assert document is not None
-        return document
-
-
-def _wait(
-    db: Database, document_id: str, until: Callable[[Document], bool], timeout: float
-) -> Document:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        document = _status(db, document_id)
-        if until(document):
-            return document
-        time.sleep(0.1)
-    raise AssertionError(f"document {document_id} is {document.status} after {timeout}s")
 
 
 def test_real_worker_processes_and_a_killed_worker_never_leaves_a_document_stuck(
@@ -146,14 +90,14 @@ def test_real_worker_processes_and_a_killed_worker_never_leaves_a_document_stuck
 
     small = _add(db, settings, scope, "notes.md", b"# Notes\n\n" + SENTENCE.encode() * 3)
     queue.submit(scope.tenant_id, small)
-    done = _wait(db, small, lambda d: d.status == DocumentStatus.READY, timeout=180)
+    done = wait_for_document(db, small, lambda d: d.status == DocumentStatus.READY, timeout=180)
     assert done.chunk_count >= 1
 
     # `ragkb ingest` in Celery mode hands the files to the workers and follows them.
     inbox = settings.data_dir.parent / "inbox"
     inbox.mkdir()
     (inbox / "cli.md").write_text("# From the CLI\n\n" + SENTENCE)
-    for name, value in {**_worker_env(settings), "COLUMNS": "200"}.items():
+    for name, value in {**worker_env(settings, REDIS_URL), "COLUMNS": "200"}.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     try:
@@ -167,15 +111,15 @@ def test_real_worker_processes_and_a_killed_worker_never_leaves_a_document_stuck
     paragraphs = "\n\n".join(f"{SENTENCE * 3} Item {i}." for i in range(600)).encode()
     big = _add(db, settings, scope, "minutes.txt", paragraphs)
     queue.submit(scope.tenant_id, big)
-    _wait(db, big, lambda d: d.status in IN_FLIGHT, timeout=60)
+    wait_for_document(db, big, lambda d: d.status in IN_FLIGHT, timeout=60)
     time.sleep(1.0)
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=10)
-    assert _status(db, big).status in IN_FLIGHT  # nobody is working on it any more
+    assert load_document(db, big).status in IN_FLIGHT  # nobody is working on it any more
 
     # The next worker finds it interrupted: failed with a message, nothing left behind.
     second = start_worker()
-    failed = _wait(db, big, lambda d: d.status not in IN_FLIGHT, timeout=120)
+    failed = wait_for_document(db, big, lambda d: d.status not in IN_FLIGHT, timeout=120)
     assert failed.status in (DocumentStatus.FAILED, DocumentStatus.READY)
     if failed.status == DocumentStatus.FAILED:
         assert failed.error and "interrupted" in failed.error

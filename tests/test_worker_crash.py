@@ -8,10 +8,7 @@ BM25 statistics match exactly what the index holds.
 from __future__ import annotations
 
 import io
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,22 +25,23 @@ from core.settings import Settings
 from core.tenancy import TenantScope
 from ingest.documents import IN_FLIGHT, add_document
 from ingest.queue import CeleryQueue
-from tests.helpers import REPO_ROOT, SHARED_DATA, make_settings
+from tests.celery_workers import (
+    Workers,
+    load_document,
+    redis_available,
+    running_workers,
+    wait_for_document,
+    worker_env,
+)
+from tests.helpers import SHARED_DATA, make_settings
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
 BIG_PDF = SHARED_DATA / "sec-10-q" / "docs" / "2023 Q1 AMZN.pdf"
 SMALL = b"# Parking\n\nVisitors park on level two of the west garage; the gate code is 4417.\n"
 
 
-def _redis_available() -> bool:
-    try:
-        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping())
-    except redis.RedisError:
-        return False
-
-
 pytestmark = [
-    pytest.mark.skipif(not _redis_available(), reason="Redis at 127.0.0.1:6379 is down"),
+    pytest.mark.skipif(not redis_available(REDIS_URL), reason="Redis at 127.0.0.1:6379 is down"),
     pytest.mark.skipif(not BIG_PDF.exists(), reason=f"{BIG_PDF} not found"),
 ]
 
@@ -65,79 +63,10 @@ def crash_settings(tmp_path: Path, pg_url: str) -> Iterator[Settings]:
     redis.Redis.from_url(REDIS_URL).delete(settings.celery_queue)
 
 
-def _env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGKB_")}
-    env.update(
-        RAGKB_DATA_DIR=str(settings.data_dir),
-        RAGKB_DATABASE_URL=settings.sqlalchemy_url,
-        RAGKB_TASK_MODE="celery",
-        RAGKB_REDIS_URL=REDIS_URL,
-        RAGKB_CELERY_QUEUE=settings.celery_queue,
-        RAGKB_INGEST_HEARTBEAT_S=str(settings.ingest_heartbeat_s),
-        RAGKB_INGEST_STALE_AFTER_S=str(settings.ingest_stale_after_s),
-        RAGKB_LOG_JSON="false",
-        HF_HUB_OFFLINE="1",
-        DO_NOT_TRACK="1",
-        SCARF_NO_ANALYTICS="1",
-    )
-    return env
-
-
-class Workers:
-    """``ragkb worker`` processes started by a test (stopped at its end)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.started: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> subprocess.Popen[bytes]:
-        log = (self.settings.data_dir / f"worker-{len(self.started)}.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from api.cli import app; app()", "worker", "--pool", "threads"],
-            cwd=REPO_ROOT,
-            env=_env(self.settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.started.append(process)
-        return process
-
-    def stop_all(self) -> None:
-        """Stop gracefully (the embedded index is flushed and released)."""
-        for process in self.started:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-
-
 @pytest.fixture
 def workers(crash_settings: Settings) -> Iterator[Workers]:
-    running = Workers(crash_settings)
-    yield running
-    running.stop_all()
-
-
-def _doc(db: Database, document_id: str) -> Document:
-    with db.session() as session:
-        document = session.get(Document, document_id)
-        assert document is not None
-        return document
-
-
-def _wait(
-    db: Database, document_id: str, until: Callable[[Document], bool], timeout: float
-) -> Document:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        document = _doc(db, document_id)
-        if until(document):
-            return document
-        time.sleep(0.05)
-    raise AssertionError(f"document {document_id} is {document.status} after {timeout}s")
+    with running_workers(worker_env(crash_settings, REDIS_URL), crash_settings.data_dir) as started:
+        yield started
 
 
 def test_worker_killed_mid_pdf_leaves_no_duplicates_and_nothing_half_searchable(
@@ -151,11 +80,13 @@ def test_worker_killed_mid_pdf_leaves_no_duplicates_and_nothing_half_searchable(
         scope = TenantScope(tenant_id=tenant.id, slug=tenant.slug)
     queue = CeleryQueue(settings)
     try:
-        worker = workers.start()
+        worker = workers.start("--pool", "threads")
         with db.session() as session:
             small = add_document(session, settings, scope, "parking.md", io.BytesIO(SMALL))
         queue.submit(scope.tenant_id, small.document.id)
-        small_doc = _wait(db, small.document.id, lambda d: d.status == DocumentStatus.READY, 180)
+        small_doc = wait_for_document(
+            db, small.document.id, lambda d: d.status == DocumentStatus.READY, 180
+        )
 
         with db.session() as session:
             big_id = add_document(
@@ -163,24 +94,24 @@ def test_worker_killed_mid_pdf_leaves_no_duplicates_and_nothing_half_searchable(
             ).document.id
         queue.submit(scope.tenant_id, big_id)
         # Killed once its chunk rows exist and embedding is under way: the worst moment.
-        _wait(db, big_id, lambda d: d.status in (DocumentStatus.EMBEDDING,
+        wait_for_document(db, big_id, lambda d: d.status in (DocumentStatus.EMBEDDING,
                                                  DocumentStatus.INDEXING), 120)  # fmt: skip
         time.sleep(0.5)
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
-        assert _doc(db, big_id).status in IN_FLIGHT
+        assert load_document(db, big_id).status in IN_FLIGHT
 
         # Nothing of the unfinished document is searchable (the index is free now).
         _assert_searchable(settings, db, scope, "Amazon net sales AWS segment", small_doc, big_id)
 
-        workers.start()
-        done = _wait(db, big_id, lambda d: d.status not in IN_FLIGHT, 180)
+        workers.start("--pool", "threads")
+        done = wait_for_document(db, big_id, lambda d: d.status not in IN_FLIGHT, 180)
         assert done.status in (DocumentStatus.READY, DocumentStatus.FAILED)
         if done.status == DocumentStatus.FAILED:
             assert done.error and "interrupted" in done.error, done.error
         else:
             assert done.error is None
-        workers.stop_all()
+        workers.stop()
         _assert_consistent(settings, db, scope, {small_doc.id: small_doc.chunk_count,
                                                  big_id: done.chunk_count})  # fmt: skip
     finally:
