@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, cast, exists, func, literal, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from core.db import Database
@@ -170,15 +171,26 @@ def list_documents(
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[Document], int]:
-    """One page of the tenant's documents (newest first) and the total that match."""
+    """One page of the tenant's documents (newest first) and the total that match: filtered,
+    counted and paged in SQL, so a tenant with thousands of documents lists as fast as one
+    with ten."""
     stmt = scoped(select(Document), Document, scope)
     if status is not None:
         stmt = stmt.where(Document.status == status)
-    rows = list(session.scalars(stmt.order_by(Document.created_at.desc(), Document.id)))
     if tag is not None:
-        # Tags are a JSON list: filtered here so SQLite and PostgreSQL agree.
-        rows = [d for d in rows if tag in (d.tags or [])]
-    return rows[offset : offset + limit], len(rows)
+        stmt = stmt.where(_has_tag(session, tag))
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    page = stmt.order_by(Document.created_at.desc(), Document.id).limit(limit).offset(offset)
+    return list(session.scalars(page)), total
+
+
+def _has_tag(session: Session, tag: str) -> ColumnElement[bool]:
+    """``tag`` is one of the document's tags (a JSON list): JSONB containment on
+    PostgreSQL (``@>``), ``json_each`` on SQLite; the same answer on both."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(Document.tags, JSONB).op("@>")(cast(literal([tag], JSONB), JSONB))
+    each = func.json_each(Document.tags).table_valued("value")
+    return exists(select(literal(1)).select_from(each).where(each.c.value == tag))
 
 
 def get_document(session: Session, scope: TenantScope, document_id: str) -> Document:

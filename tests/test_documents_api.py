@@ -352,3 +352,49 @@ def test_a_retried_task_produces_the_same_chunks(
         is None
     )
     db.dispose()
+
+
+def test_listing_filters_counts_and_pages_in_sql_on_both_engines(
+    any_db_settings: Settings,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from core import tenants
+    from core.db import Database
+    from core.models import Document, DocumentStatus
+    from core.tenancy import TenantScope
+    from ingest.documents import list_documents
+
+    db = Database.from_settings(any_db_settings)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    with db.session() as session:
+        mine, other = tenants.create_tenant(session, "lister"), tenants.create_tenant(session, "x")
+        scope = TenantScope(tenant_id=mine.id, slug=mine.slug)
+        for i in range(7):
+            # "h" must not match "hr", nor a tag that merely contains it as text.
+            tags = ["hr", "travel"] if i % 2 == 0 else ["h", 'say "hr"']
+            status = DocumentStatus.READY if i < 5 else DocumentStatus.FAILED
+            session.add(
+                Document(
+                    tenant_id=mine.id,
+                    filename=f"d{i}.md",
+                    sha256=f"{i:064d}",
+                    tags=tags,
+                    status=status,
+                    created_at=start + timedelta(minutes=i),
+                )
+            )
+        session.add(Document(tenant_id=other.id, filename="o.md", sha256="f" * 64, tags=["hr"]))
+        session.commit()
+
+        page, total = list_documents(session, scope, limit=3, offset=0)
+        assert total == 7 and [d.filename for d in page] == ["d6.md", "d5.md", "d4.md"]
+        page, total = list_documents(session, scope, limit=3, offset=6)
+        assert total == 7 and [d.filename for d in page] == ["d0.md"]
+        hr, total = list_documents(session, scope, tag="hr")
+        assert total == 4 and {d.filename for d in hr} == {"d0.md", "d2.md", "d4.md", "d6.md"}
+        ready_hr, total = list_documents(session, scope, tag="hr", status=DocumentStatus.READY)
+        assert total == 3 and {d.filename for d in ready_hr} == {"d0.md", "d2.md", "d4.md"}
+        assert list_documents(session, scope, tag='say "hr"')[1] == 3
+        assert list_documents(session, scope, tag="nope") == ([], 0)
+    db.dispose()
