@@ -252,7 +252,8 @@ def list_documents(
     status: DocumentStatus | None = None,
     tag: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    # Bounded: the database's integers are 64-bit, and no tenant has 2**31 documents.
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> DocumentPage:
     rows, total = service.list_documents(
         session, scope, status=status, tag=tag, limit=limit, offset=offset
