@@ -81,6 +81,7 @@ def answer(
     except GeneratorUnavailable as exc:
         timings["total_ms"] = ms_since(started)
         raise unavailable(
+            settings,
             session,
             scope,
             exc,
@@ -117,6 +118,7 @@ class AnswerUnavailable(GeneratorUnavailable):
 
 
 def unavailable(
+    settings: Settings,
     session: Session,
     scope: TenantScope,
     cause: GeneratorUnavailable,
@@ -128,6 +130,9 @@ def unavailable(
     generator: str,
 ) -> AnswerUnavailable:
     """Log a question the generator could not answer; the error to raise for it."""
+    # Retrieval ran and its latency counts; the generate and end-to-end histograms are for
+    # answers (a refused call's time says nothing about how fast answers are).
+    observe_stages(settings, scope, {k: v for k, v in timings.items() if k != "total_ms"})
     record_query(
         session,
         scope,

@@ -125,7 +125,10 @@ def test_metrics_move_with_a_real_upload_and_real_questions(
 
     # The generator down: the error counter moves and the answer is a 503, promptly.
     down = make_client(
-        llm_base_url=f"http://127.0.0.1:{free_port()}/v1", llm_model="test-model", llm_retries=0
+        llm_base_url=f"http://127.0.0.1:{free_port()}/v1",
+        llm_model="test-model",
+        llm_retries=0,
+        metrics_tenant_label=True,
     )
     before = scrape(down)
     refused = down.post(
@@ -137,6 +140,11 @@ def test_metrics_move_with_a_real_upload_and_real_questions(
     after = scrape(down)
     assert moved("ragkb_generator_errors_total", kind="unavailable") == 1
     assert moved("ragkb_http_requests_total", route="/v1/query", status="503") == 1
+    # Retrieval ran before the generator failed: its latency is observed, an answer's is not.
+    slug = tenant_a.scope.slug
+    stages = "ragkb_query_stage_duration_seconds_count"
+    assert moved(stages, stage="retrieve", tenant=slug) == 1
+    assert moved(stages, stage="end_to_end", tenant=slug) == 0
 
     # The setting off (its default): no slug, one placeholder series for every tenant.
     unlabelled = make_client(llm_base_url=server.base_url, llm_model="test-model")

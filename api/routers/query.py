@@ -160,6 +160,7 @@ def query(
         timings["total_ms"] = ms_since(started)
         return _unavailable_response(
             unavailable(
+                settings,
                 session,
                 scope,
                 exc,
