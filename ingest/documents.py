@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from core.db import Database
+from core.limits import TenantLimits, check_upload_quota
 from core.models import Chunk, Document, DocumentStatus
 from core.settings import Settings
 from core.tenancy import TenantScope, get_owned, scoped
@@ -54,8 +55,11 @@ def add_document(
     *,
     tags: Sequence[str] = (),
     title: str | None = None,
+    limits: TenantLimits | None = None,
 ) -> AddResult:
-    """Store an upload and create its ``Document`` (queued); raises 413/415/422.
+    """Store an upload and create its ``Document`` (queued); raises 413/415/422, and 429
+    when a new document would take the tenant past ``limits`` (identical bytes again are
+    the existing document, so they never count against the quota).
     ``filename`` identifies the file across versions (the CLI passes relative paths)."""
     filename = _printable(filename).strip()[:1024] or "upload"
     spooled = storage.spool(settings.files_dir, scope, source, settings.max_upload_bytes, filename)
@@ -74,6 +78,8 @@ def add_document(
                 existing.error = None
                 existing.progress = 0.0
             return AddResult(existing, created=False, needs_processing=retry)
+        if limits is not None:
+            check_upload_quota(session, scope, limits, files=1, size_bytes=spooled.size)
         detected = detect(spooled.path, filename)
     except BaseException:
         storage.discard(spooled)

@@ -163,6 +163,13 @@ def test_document_and_storage_quotas(
         upload, files={"files": ("b.txt", b"second document\n")}, headers=tenant_a.headers
     )
     assert_error(second, 429, "quota_documents")
+    # The same bytes again are the document the tenant already has: never over the quota.
+    again = client.post(
+        upload, files={"files": ("a.txt", b"first document\n")}, headers=tenant_a.headers
+    )
+    assert again.status_code == 202, again.text
+    assert again.json()["documents"][0]["id"] == first.json()["documents"][0]["id"]
+    assert again.json()["documents"][0]["duplicate"] is True
     client.patch(url, json={"max_documents": None, "max_stored_bytes": 20}, headers=admin_headers)
     big = client.post(
         upload, files={"files": ("c.txt", b"x" * 64 + b"\n")}, headers=tenant_a.headers

@@ -16,7 +16,7 @@ from starlette.datastructures import UploadFile
 from api.deps import SessionDep, SettingsDep, TenantDep, TenantLimitsDep, get_database
 from core.db import Database
 from core.errors import BadRequest, NotFound, PayloadTooLarge, RagkbError, UnsupportedMediaType
-from core.limits import TenantLimits, check_upload_quota
+from core.limits import TenantLimits
 from core.models import Document, DocumentStatus
 from core.settings import Settings
 from core.tenancy import TenantScope
@@ -214,9 +214,15 @@ def _add_all(
         try:
             # One transaction per file: a bad file never undoes the others.
             with db.session() as session:
-                check_upload_quota(session, scope, limits, files=1, size_bytes=upload.size or 0)
                 result = service.add_document(
-                    session, settings, scope, filename, upload.file, tags=tags, title=title
+                    session,
+                    settings,
+                    scope,
+                    filename,
+                    upload.file,
+                    tags=tags,
+                    title=title,
+                    limits=limits,
                 )
                 document = result.document
                 accepted = UploadedDocument(
