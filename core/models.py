@@ -176,6 +176,9 @@ class Document(Base):
     )
     # Last sign of life from the worker; the reaper requeues documents whose heartbeat stops.
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Times processing started (a claim); the reaper queues an interrupted document again
+    # until this reaches ingest_max_attempts, then fails it.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     chunks: Mapped[list[Chunk]] = relationship(
         back_populates="document", cascade="all, delete-orphan", passive_deletes=True

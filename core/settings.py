@@ -117,7 +117,15 @@ class Settings(BaseSettings):
         default=120.0,
         gt=0,
         description="A document in progress whose heartbeat is older than this was "
-        "interrupted (worker killed): it is failed with a message, never left in progress.",
+        "interrupted (worker killed): it is queued again or failed with a message, never left "
+        "in progress.",
+    )
+    ingest_max_attempts: int = Field(
+        default=2,
+        ge=1,
+        description="Times a document is started before an interruption (a killed worker) "
+        "fails it instead of queuing it again: a file that kills its worker every time must "
+        "not take the workers down in turn forever.",
     )
     ingest_retries: int = Field(
         default=3, ge=0, description="Retries (with backoff) after a transient error."

@@ -9,12 +9,13 @@ worker never holds a second large PDF while it works on one; every other ``ragkb
 (eval runs, housekeeping) goes to the light queue (``RAGKB_CELERY_LIGHT_QUEUE``), whose
 workers prefetch more and never wait behind a large document.
 
-Interrupted documents (heartbeat stopped: a killed worker or pod) are failed by the
-periodic task ``ragkb.maintenance.reap_interrupted``. Every worker runs a small scheduler
-thread, and a Redis lock lets only one of them send the task per interval, so any
-surviving worker keeps reaping and several workers never reap twice (no separate beat
-process to keep alive). With the embedded index (no Qdrant server) the task goes to the
-heavy queue instead: the heavy worker is the one process that may open the index.
+Interrupted documents (heartbeat stopped: a killed worker or pod) are queued again, or
+failed once they have used up ``RAGKB_INGEST_MAX_ATTEMPTS``, by the periodic task
+``ragkb.maintenance.reap_interrupted``. Every worker runs a small scheduler thread, and a
+Redis lock lets only one of them send the task per interval, so any surviving worker keeps
+reaping and several workers never reap twice (no separate beat process to keep alive).
+With the embedded index (no Qdrant server) the task goes to the heavy queue instead: the
+heavy worker is the one process that may open the index.
 
 ``ragkb worker --queues heavy|light`` runs a worker; ``celery -A ingest.celery_app worker``
 works too.
@@ -202,10 +203,14 @@ def _register(app: Celery, settings: Settings) -> None:
         time_limit=limit,
         soft_time_limit=limit - 5,
     )
-    def reap_interrupted_task() -> list[str]:
+    def reap_interrupted_task() -> dict[str, list[str]]:
+        """Requeued documents go back to the heavy queue; returns what was done."""
         from ingest.pipeline import reap_interrupted
 
-        return reap_interrupted(settings, _database(settings))
+        reaped = reap_interrupted(settings, _database(settings))
+        for tenant_id, document_id in reaped.requeued:
+            app.send_task(TASK_NAME, args=[tenant_id, document_id], queue=settings.celery_queue)
+        return {"requeued": [d for _, d in reaped.requeued], "failed": reaped.failed}
 
 
 def schedule_reaping_once(app: Celery, settings: Settings, client: redis.Redis) -> bool:

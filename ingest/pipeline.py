@@ -4,8 +4,9 @@ embedding → indexing`` to ``ready``, or to ``failed`` with a message a person 
 Both queues (in-process threads and Celery workers) call :func:`process_document`.
 It is idempotent: a document is claimed with a conditional UPDATE (so two workers never
 process it at once), chunk rows are replaced, and index points are keyed by chunk id. While
-it works, a heartbeat thread stamps ``heartbeat_at``; :func:`reap_interrupted` fails
-documents whose heartbeat stopped (a killed worker), so none stays in progress forever.
+it works, a heartbeat thread stamps ``heartbeat_at``; :func:`reap_interrupted` queues
+again (or, past ``ingest_max_attempts``, fails) documents whose heartbeat stopped (a killed
+worker), so none stays in progress forever.
 Nothing half-written stays searchable: a failure removes the document's chunks and points.
 """
 
@@ -18,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -121,7 +123,13 @@ def _claim(settings: Settings, db: Database, scope: TenantScope, document_id: st
                     ),
                 ),
             )
-            .values(status=DocumentStatus.PARSING, progress=0.0, error=None, heartbeat_at=utcnow())
+            .values(
+                status=DocumentStatus.PARSING,
+                progress=0.0,
+                error=None,
+                heartbeat_at=utcnow(),
+                attempts=Document.attempts + 1,
+            )
         )
         return bool(getattr(result, "rowcount", 0))
 
@@ -377,9 +385,19 @@ def _requeue(db: Database, document_id: str, message: str) -> None:
         )
 
 
-def reap_interrupted(settings: Settings, db: Database) -> list[str]:
-    """Fail every document whose worker stopped mid-way (heartbeat older than
-    ``ingest_stale_after_s``), removing its partial chunks; returns their ids."""
+@dataclass(frozen=True, slots=True)
+class Reaped:
+    """What one reaper pass did with interrupted documents."""
+
+    requeued: list[tuple[str, str]]  # (tenant id, document id): submit them again
+    failed: list[str]
+
+
+def reap_interrupted(settings: Settings, db: Database) -> Reaped:
+    """Documents whose worker stopped mid-way (heartbeat older than
+    ``ingest_stale_after_s``): their partial chunks are removed, then each is queued again
+    while it has been started fewer than ``ingest_max_attempts`` times, else failed with a
+    message. The caller submits the requeued ones."""
     stale = utcnow() - timedelta(seconds=settings.ingest_stale_after_s)
     with db.session() as session:
         candidates = list(
@@ -398,22 +416,33 @@ def reap_interrupted(settings: Settings, db: Database) -> list[str]:
                 .with_for_update(skip_locked=True)
             )
         )
-        reaped: list[str] = []
+        requeued: list[tuple[str, str]] = []
+        failed: list[str] = []
         for document in candidates:
             scope = TenantScope(tenant_id=document.tenant_id, slug=document.tenant_id)
             stage = document.status.value
             INGEST_FAILURES.labels(stage=stage).inc()
             _discard_partial(settings, session, scope, document)
-            document.status = DocumentStatus.FAILED
             document.heartbeat_at = None
+            document.progress = 0.0
+            if document.attempts < settings.ingest_max_attempts:
+                document.status = DocumentStatus.QUEUED
+                document.error = None
+                requeued.append((document.tenant_id, document.id))
+                continue
+            document.status = DocumentStatus.FAILED
+            tries = "once" if document.attempts == 1 else f"{document.attempts} times"
             document.error = (
-                f"processing was interrupted during {stage} (the worker stopped); "
+                f"processing was interrupted during {stage} (the worker stopped), {tries}; "
                 "upload the same file again to retry"
             )
-            reaped.append(document.id)
-    if reaped:
-        log.warning("failed %d interrupted document(s): %s", len(reaped), ", ".join(reaped))
-    return reaped
+            failed.append(document.id)
+    if requeued:
+        names = ", ".join(d for _, d in requeued)
+        log.warning("queued %d interrupted document(s) again: %s", len(requeued), names)
+    if failed:
+        log.warning("failed %d interrupted document(s): %s", len(failed), ", ".join(failed))
+    return Reaped(requeued=requeued, failed=failed)
 
 
 def queued_documents(db: Database) -> list[tuple[str, str]]:

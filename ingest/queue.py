@@ -32,8 +32,9 @@ class TaskQueue(Protocol):
 
 
 class InProcessQueue:
-    """A thread pool in this process. On start it fails documents interrupted by a previous
-    process and queues the ones still waiting; a reaper thread keeps doing the former."""
+    """A thread pool in this process. On start it queues again (or fails, past their
+    attempts) documents interrupted by a previous process, and queues the ones still
+    waiting; a reaper thread keeps doing the former."""
 
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
@@ -97,7 +98,8 @@ class InProcessQueue:
         resumed = False
         while True:
             try:
-                reap_interrupted(self.settings, self.db)
+                for tenant_id, document_id in reap_interrupted(self.settings, self.db).requeued:
+                    self.submit(tenant_id, document_id)
                 if not resumed:
                     self._resume()
                     resumed = True

@@ -145,7 +145,8 @@ def test_only_one_scheduler_sends_the_reaper_per_interval(tmp_path: Path) -> Non
 
 
 def _stick(db: Database, settings: Settings, scope: TenantScope, count: int) -> list[str]:
-    """Documents left mid-parse by a worker that died an hour ago."""
+    """Documents left mid-parse, on their last attempt, by a worker that died an hour ago
+    (so the reaper fails them rather than queuing them again)."""
     ids = []
     with db.session() as session:
         for i in range(count):
@@ -157,7 +158,11 @@ def _stick(db: Database, settings: Settings, scope: TenantScope, count: int) -> 
         session.execute(
             update(Document)
             .where(Document.id.in_(ids))
-            .values(status=DocumentStatus.PARSING, heartbeat_at=utcnow() - timedelta(hours=1))
+            .values(
+                status=DocumentStatus.PARSING,
+                heartbeat_at=utcnow() - timedelta(hours=1),
+                attempts=settings.ingest_max_attempts,
+            )
         )
     return ids
 

@@ -278,7 +278,7 @@ def test_full_lifecycle_on_sqlite_and_postgresql(any_db_settings: Settings) -> N
         assert client.get("/v1/documents", headers=headers).json()["total"] == 0
 
 
-def test_interrupted_documents_are_failed_and_cleaned(
+def test_interrupted_documents_are_requeued_then_failed_and_always_cleaned(
     settings: Settings, tenant_a: TenantCredentials
 ) -> None:
     from datetime import timedelta
@@ -287,14 +287,26 @@ def test_interrupted_documents_are_failed_and_cleaned(
     from core.models import Chunk, Document, DocumentStatus, utcnow
     from ingest.pipeline import reap_interrupted
 
+    stale = utcnow() - timedelta(seconds=settings.ingest_stale_after_s + 5)
     db = Database.from_settings(settings)
     with db.session() as session:
-        doc = Document(
+        # Started once (a worker was killed): there is an attempt left.
+        first = Document(
             tenant_id=tenant_a.scope.tenant_id,
             filename="half.md",
             sha256="f" * 64,
             status=DocumentStatus.CHUNKING,
-            heartbeat_at=utcnow() - timedelta(seconds=settings.ingest_stale_after_s + 5),
+            heartbeat_at=stale,
+            attempts=1,
+        )
+        # Started as often as allowed: it has taken a worker down every time.
+        last = Document(
+            tenant_id=tenant_a.scope.tenant_id,
+            filename="killer.md",
+            sha256="d" * 64,
+            status=DocumentStatus.EMBEDDING,
+            heartbeat_at=stale,
+            attempts=settings.ingest_max_attempts,
         )
         fresh = Document(
             tenant_id=tenant_a.scope.tenant_id,
@@ -302,18 +314,27 @@ def test_interrupted_documents_are_failed_and_cleaned(
             sha256="e" * 64,
             status=DocumentStatus.PARSING,
             heartbeat_at=utcnow(),
+            attempts=1,
         )
-        session.add_all([doc, fresh])
+        session.add_all([first, last, fresh])
         session.flush()
-        session.add(
-            Chunk(tenant_id=doc.tenant_id, document_id=doc.id, version=1, ordinal=0, text="x")
-        )
-    assert reap_interrupted(settings, db) == [doc.id]
+        for doc in (first, last):
+            session.add(
+                Chunk(tenant_id=doc.tenant_id, document_id=doc.id, version=1, ordinal=0, text="x")
+            )
+    reaped = reap_interrupted(settings, db)
+    assert reaped.requeued == [(tenant_a.scope.tenant_id, first.id)]
+    assert reaped.failed == [last.id]
     with db.session() as session:
-        reaped = session.get(Document, doc.id)
-        assert reaped is not None and reaped.status == DocumentStatus.FAILED
-        assert reaped.error and "interrupted during chunking" in reaped.error
-        assert session.query(Chunk).filter(Chunk.document_id == doc.id).count() == 0
+        again = session.get(Document, first.id)
+        assert again is not None and again.status == DocumentStatus.QUEUED and again.error is None
+        failed = session.get(Document, last.id)
+        assert failed is not None and failed.status == DocumentStatus.FAILED
+        assert failed.error and "interrupted during embedding" in failed.error
+        assert f"{settings.ingest_max_attempts} times" in failed.error
+        # Partial chunks go either way: nothing half-written is left or searchable.
+        for doc_id in (first.id, last.id):
+            assert session.query(Chunk).filter(Chunk.document_id == doc_id).count() == 0
         still = session.get(Document, fresh.id)
         assert still is not None and still.status == DocumentStatus.PARSING
     db.dispose()
