@@ -82,18 +82,14 @@ def _utf8_copy_if_utf16_message(path: Path, detected: DetectedType, scratch: Pat
     """
     if detected.name != "EML":
         return None
+    import charset_normalizer  # the detector filetypes uses to tell text from binary
+
     with path.open("rb") as file:
-        head = file.read(4096)
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        encoding = "utf-16"
-    elif head[:2000:2].count(0) > 100:  # NULs at even offsets: big-endian without a BOM
-        encoding = "utf-16-be"
-    elif head[1:2000:2].count(0) > 100:
-        encoding = "utf-16-le"
-    else:
+        best = charset_normalizer.from_bytes(file.read(4096)).best()
+    if best is None or not best.encoding.startswith("utf_16"):
         return None
     try:
-        text = path.read_text(encoding=encoding)
+        text = path.read_text(encoding=best.encoding)  # "utf_16" reads the byte-order mark
     except UnicodeDecodeError:
         return None
     copy = scratch / "message.eml"
