@@ -7,16 +7,18 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 
 from core.db import Database
 from core.models import Document
 from core.settings import Settings
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, make_settings
 
 LOCAL_REDIS = "redis://127.0.0.1:6379"
 
@@ -43,6 +45,18 @@ def clean_env(**ragkb: str) -> dict[str, str]:
     return env
 
 
+def celery_test_settings(data_dir: Path, redis_url: str, **overrides: Any) -> Settings:
+    """Celery-mode settings on heavy and light queues of this test's own, so that no other
+    test's worker takes its tasks (a test that sends tasks deletes its queues at the end)."""
+    values: dict[str, Any] = {
+        "task_mode": "celery",
+        "redis_url": redis_url,
+        "celery_queue": f"heavy-{uuid.uuid4().hex[:8]}",
+        "celery_light_queue": f"light-{uuid.uuid4().hex[:8]}",
+    }
+    return make_settings(data_dir, **(values | overrides))
+
+
 def worker_env(settings: Settings, redis_url: str) -> dict[str, str]:
     """The environment of a worker that shares ``settings``' data, database and queue."""
     return clean_env(
@@ -51,6 +65,7 @@ def worker_env(settings: Settings, redis_url: str) -> dict[str, str]:
         TASK_MODE="celery",
         REDIS_URL=redis_url,
         CELERY_QUEUE=settings.celery_queue,
+        CELERY_LIGHT_QUEUE=settings.celery_light_queue,
         INGEST_HEARTBEAT_S=str(settings.ingest_heartbeat_s),
         INGEST_STALE_AFTER_S=str(settings.ingest_stale_after_s),
     )

@@ -34,21 +34,19 @@ from ingest.celery_app import (
     worker_argv,
 )
 from ingest.documents import add_document
-from tests.celery_workers import LOCAL_REDIS, clean_env, redis_available, running_workers
-from tests.helpers import make_settings
+from tests.celery_workers import (
+    LOCAL_REDIS,
+    celery_test_settings,
+    redis_available,
+    running_workers,
+    worker_env,
+)
 
 REDIS_URL = f"{LOCAL_REDIS}/12"  # a database of its own
 
 
 def _settings(tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "task_mode": "celery",
-        "redis_url": REDIS_URL,
-        "celery_queue": f"heavy-{uuid.uuid4().hex[:8]}",
-        "celery_light_queue": f"light-{uuid.uuid4().hex[:8]}",
-    }
-    values.update(overrides)
-    return make_settings(tmp_path, **values)
+    return celery_test_settings(tmp_path, REDIS_URL, **overrides)
 
 
 def test_tasks_are_routed_by_name_to_the_heavy_or_the_light_queue(tmp_path: Path) -> None:
@@ -177,15 +175,7 @@ def test_two_real_workers_reap_each_stuck_document_exactly_once(
     with db.session() as session:
         tenant = tenants.create_tenant(session, f"reap-{uuid.uuid4().hex[:8]}")
         scope = TenantScope(tenant_id=tenant.id, slug=tenant.slug)
-    env = clean_env(
-        DATA_DIR=str(settings.data_dir),
-        DATABASE_URL=pg_url,
-        TASK_MODE="celery",
-        REDIS_URL=REDIS_URL,
-        CELERY_QUEUE=settings.celery_queue,
-        CELERY_LIGHT_QUEUE=settings.celery_light_queue,
-        INGEST_STALE_AFTER_S="2.0",
-    )
+    env = worker_env(settings, REDIS_URL)
     client = redis.Redis.from_url(REDIS_URL)
     try:
         with running_workers(env, tmp_path) as workers:

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,13 +25,13 @@ from core.tenancy import TenantScope
 from ingest.documents import IN_FLIGHT, add_document
 from ingest.queue import CeleryQueue
 from tests.celery_workers import (
+    celery_test_settings,
     load_document,
     redis_available,
     running_workers,
     wait_for_document,
     worker_env,
 )
-from tests.helpers import make_settings
 
 REDIS_URL = "redis://127.0.0.1:6379/13"  # a database of its own: no collision with others
 SENTENCE = (
@@ -51,16 +50,11 @@ def celery_settings(tmp_path: Path, sqlite_template: Path) -> Iterator[Settings]
     data_dir = tmp_path / "celery-data"  # its own data dir: its own embedded index
     data_dir.mkdir()
     shutil.copy(sqlite_template, data_dir / "ragkb.db")
-    settings = make_settings(
-        data_dir,
-        task_mode="celery",
-        redis_url=REDIS_URL,
-        celery_queue=f"ragkb-test-{uuid.uuid4().hex[:8]}",
-        ingest_heartbeat_s=0.5,
-        ingest_stale_after_s=3.0,
+    settings = celery_test_settings(
+        data_dir, REDIS_URL, ingest_heartbeat_s=0.5, ingest_stale_after_s=3.0
     )
     yield settings
-    redis.Redis.from_url(REDIS_URL).delete(settings.celery_queue)
+    redis.Redis.from_url(REDIS_URL).delete(settings.celery_queue, settings.celery_light_queue)
 
 
 @pytest.fixture

@@ -27,13 +27,14 @@ from ingest.documents import IN_FLIGHT, add_document
 from ingest.queue import CeleryQueue
 from tests.celery_workers import (
     Workers,
+    celery_test_settings,
     load_document,
     redis_available,
     running_workers,
     wait_for_document,
     worker_env,
 )
-from tests.helpers import SHARED_DATA, make_settings
+from tests.helpers import SHARED_DATA
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
 BIG_PDF = SHARED_DATA / "sec-10-q" / "docs" / "2023 Q1 AMZN.pdf"
@@ -50,17 +51,15 @@ pytestmark = [
 def crash_settings(tmp_path: Path, pg_url: str) -> Iterator[Settings]:
     data_dir = tmp_path / "crash-data"
     data_dir.mkdir()
-    settings = make_settings(
+    settings = celery_test_settings(
         data_dir,
+        REDIS_URL,
         database_url=pg_url,
-        task_mode="celery",
-        redis_url=REDIS_URL,
-        celery_queue=f"ragkb-crash-{uuid.uuid4().hex[:8]}",
         ingest_heartbeat_s=0.5,
         ingest_stale_after_s=3.0,
     )
     yield settings
-    redis.Redis.from_url(REDIS_URL).delete(settings.celery_queue)
+    redis.Redis.from_url(REDIS_URL).delete(settings.celery_queue, settings.celery_light_queue)
 
 
 @pytest.fixture
