@@ -5,6 +5,7 @@ chat bots, the CLI); the streaming route shares its parts."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -14,8 +15,14 @@ from core.metrics import QUERY_STAGE_LATENCY, tenant_label
 from core.models import new_id
 from core.settings import Settings
 from core.tenancy import TenantScope
-from generation.answer import AnswerResult, answer_question
-from generation.generator import get_generator
+from generation.answer import (
+    AnswerResult,
+    TokenEvent,
+    answer_question,
+    ms_since,
+    stream_answer,
+)
+from generation.generator import Generator, get_generator
 from generation.llm import GeneratorUnavailable
 from generation.query_log import record_query
 from generation.sources import Source, sources_from_hits
@@ -42,11 +49,36 @@ class Answered:
     timings: dict[str, float]
 
 
-def retrieve_sources(
+@dataclass
+class Retrieved:
+    """A question whose sources are found: what every way of answering it (JSON, SSE, the
+    CLI) goes on from, and what its log row and metrics are made of."""
+
+    question: Question
+    query_id: str
+    started: float  # perf_counter at the start, for the end-to-end time
+    sources: list[Source]
+    timings: dict[str, float]
+    calibrated: bool  # the sources' rerank scores are a cross-encoder's relevance
+    generator: Generator
+
+    def events(self, settings: Settings, *, stream: bool) -> Iterator[TokenEvent | AnswerResult]:
+        """The answer's token events, then its result (``generation.answer.stream_answer``)."""
+        return stream_answer(
+            self.question.text,
+            self.sources,
+            self.generator,
+            settings,
+            stream=stream,
+            rerank_calibrated=self.calibrated,
+        )
+
+
+def retrieve(
     settings: Settings, session: Session, scope: TenantScope, question: Question
-) -> tuple[list[Source], dict[str, float], bool]:
-    """The question's sources, the search timings, and whether their rerank scores are a
-    cross-encoder's calibrated relevance (a score fusion's are not)."""
+) -> Retrieved:
+    """Search the tenant's documents for the question's sources, and pick the generator."""
+    started = time.perf_counter()
     found = search(
         settings,
         session,
@@ -62,49 +94,58 @@ def retrieve_sources(
     )
     sources = sources_from_hits(found.hits)
     timings = {k: float(v) for k, v in found.timings.items() if k in ("retrieve_ms", "rerank_ms")}
-    calibrated = question.rerank and bool(sources) and get_reranker(settings).calibrated
-    return sources, timings, calibrated
+    return Retrieved(
+        question=question,
+        query_id=new_id(),
+        started=started,
+        sources=sources,
+        timings=timings,
+        calibrated=question.rerank and bool(sources) and get_reranker(settings).calibrated,
+        generator=get_generator(settings),
+    )
 
 
 def answer(
     settings: Settings, session: Session, scope: TenantScope, question: Question
 ) -> Answered:
-    """Answer and log one question. Raises ``GeneratorUnavailable`` (503) after logging it."""
-    started = time.perf_counter()
-    query_id = new_id()
-    sources, timings, calibrated = retrieve_sources(settings, session, scope, question)
-    generator = get_generator(settings)
+    """Answer and log one question. Raises ``AnswerUnavailable`` (503) after logging it."""
+    retrieved = retrieve(settings, session, scope, question)
     try:
         result = answer_question(
-            question.text, sources, generator, settings, rerank_calibrated=calibrated
+            question.text,
+            retrieved.sources,
+            retrieved.generator,
+            settings,
+            rerank_calibrated=retrieved.calibrated,
         )
     except GeneratorUnavailable as exc:
-        timings["total_ms"] = ms_since(started)
-        raise unavailable(
-            settings,
-            session,
-            scope,
-            exc,
-            query_id=query_id,
-            question=question,
-            sources=sources,
-            timings=timings,
-            generator=generator.name,
-        ) from exc
+        raise unavailable(settings, session, scope, retrieved, exc) from exc
+    return finish(settings, session, scope, retrieved, result)
+
+
+def finish(
+    settings: Settings,
+    session: Session,
+    scope: TenantScope,
+    retrieved: Retrieved,
+    result: AnswerResult,
+) -> Answered:
+    """Time, observe and log an answered question."""
+    timings = retrieved.timings
     timings["generate_ms"] = result.generate_ms
-    timings["total_ms"] = ms_since(started)
+    timings["total_ms"] = ms_since(retrieved.started)
     observe_stages(settings, scope, timings)
     record_query(
         session,
         scope,
-        query_id=query_id,
-        question=question.text,
-        sources=sources,
+        query_id=retrieved.query_id,
+        question=retrieved.question.text,
+        sources=retrieved.sources,
         timings=timings,
         result=result,
-        conversation_id=question.conversation_id,
+        conversation_id=retrieved.question.conversation_id,
     )
-    return Answered(query_id=query_id, result=result, sources=sources, timings=timings)
+    return Answered(retrieved.query_id, result, retrieved.sources, timings)
 
 
 class AnswerUnavailable(GeneratorUnavailable):
@@ -121,30 +162,39 @@ def unavailable(
     settings: Settings,
     session: Session,
     scope: TenantScope,
+    retrieved: Retrieved,
     cause: GeneratorUnavailable,
-    *,
-    query_id: str,
-    question: Question,
-    sources: list[Source],
-    timings: dict[str, float],
-    generator: str,
 ) -> AnswerUnavailable:
     """Log a question the generator could not answer; the error to raise for it."""
     # Retrieval ran and its latency counts; the generate and end-to-end histograms are for
     # answers (a refused call's time says nothing about how fast answers are).
-    observe_stages(settings, scope, {k: v for k, v in timings.items() if k != "total_ms"})
+    observe_stages(settings, scope, retrieved.timings)
+    log_unanswered(session, scope, retrieved, cause.message)
+    return AnswerUnavailable(cause, retrieved.query_id, retrieved.sources)
+
+
+def log_unanswered(
+    session: Session,
+    scope: TenantScope,
+    retrieved: Retrieved,
+    error: str,
+    result: AnswerResult | None = None,
+) -> None:
+    """Log a question that got no complete answer: the generator was down, failed midway,
+    or the client went away while it streamed."""
+    retrieved.timings.setdefault("total_ms", ms_since(retrieved.started))
     record_query(
         session,
         scope,
-        query_id=query_id,
-        question=question.text,
-        sources=sources,
-        timings=timings,
-        generator=generator,
-        conversation_id=question.conversation_id,
-        error=cause.message,
+        query_id=retrieved.query_id,
+        question=retrieved.question.text,
+        sources=retrieved.sources,
+        timings=retrieved.timings,
+        result=result,
+        generator=retrieved.generator.name,
+        conversation_id=retrieved.question.conversation_id,
+        error=error,
     )
-    return AnswerUnavailable(cause, query_id, sources)
 
 
 def observe_stages(settings: Settings, scope: TenantScope, timings: dict[str, float]) -> None:
@@ -157,7 +207,3 @@ def observe_stages(settings: Settings, scope: TenantScope, timings: dict[str, fl
     ):
         if key in timings:
             QUERY_STAGE_LATENCY.labels(stage, tenant).observe(timings[key] / 1000.0)
-
-
-def ms_since(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000.0, 1)

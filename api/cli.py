@@ -242,19 +242,14 @@ def ask_command(
     as_json: bool = typer.Option(False, "--json", help="Print the JSON the API returns."),
 ) -> None:
     """Answer a question from a tenant's documents, with citations, as POST /v1/query does."""
-    import time
-
     from pydantic import ValidationError
     from rich.markup import escape
 
-    from api.answering import Question, ms_since, observe_stages, retrieve_sources
+    from api.answering import Question, finish, retrieve
     from api.routers.query import query_out
     from core.model_loading import force_offline
-    from core.models import new_id
     from core.tenancy import scope_for_slug
-    from generation.answer import AnswerResult, stream_answer
-    from generation.generator import get_generator
-    from generation.query_log import record_query
+    from generation.answer import AnswerResult
     from retrieval.search import SearchRequest
 
     force_offline()
@@ -265,41 +260,23 @@ def ask_command(
     except ValidationError as exc:
         err_console.print(f"[red]error:[/red] {exc.errors()[0]['msg']}")
         raise typer.Exit(2) from exc
-    started = time.perf_counter()
     with cli_session(settings) as session:
         scope = scope_for_slug(session, tenant)
         asked = Question(text=question, top_k=top_k, mode=mode)  # type: ignore[arg-type]
-        sources, timings, calibrated = retrieve_sources(settings, session, scope, asked)
-        events = stream_answer(
-            question,
-            sources,
-            get_generator(settings),
-            settings,
-            stream=stream,
-            rerank_calibrated=calibrated,
-        )
+        retrieved = retrieve(settings, session, scope, asked)
         result: AnswerResult | None = None
-        for event in events:  # GeneratorUnavailable is a RagkbError: cli_session reports it
+        # GeneratorUnavailable is a RagkbError: cli_session reports it.
+        for event in retrieved.events(settings, stream=stream):
             if isinstance(event, AnswerResult):
                 result = event
             elif stream and not as_json:
                 typer.echo(event.text, nl=False)
         assert result is not None
-        timings["generate_ms"] = result.generate_ms
-        timings["total_ms"] = ms_since(started)
-        observe_stages(settings, scope, timings)
-        query_id = new_id()
-        record_query(
-            session,
-            scope,
-            query_id=query_id,
-            question=question,
-            sources=sources,
-            timings=timings,
-            result=result,
-        )
+        answered = finish(settings, session, scope, retrieved, result)
+    query_id, timings = answered.query_id, answered.timings
     if as_json:
-        typer.echo(query_out(query_id, result, sources, timings).model_dump_json(indent=2))
+        out = query_out(query_id, result, answered.sources, timings)
+        typer.echo(out.model_dump_json(indent=2))
         return
     typer.echo("" if stream else result.answer)
     if result.uncited:

@@ -97,7 +97,7 @@ def stream_answer(
             generator=generator.name,
             prompt_version=None,
             closest=closest,
-            generate_ms=_ms_since(started),
+            generate_ms=ms_since(started),
         )
         return
 
@@ -129,7 +129,7 @@ def _result(
         prompt_version=prompt.version,
         sources_in_prompt=prompt.sources,
         closest=closest_documents(prompt.sources) if refused else [],
-        generate_ms=_ms_since(started),
+        generate_ms=ms_since(started),
     )
 
 
@@ -151,5 +151,6 @@ def answer_question(
     raise AssertionError("stream_answer ended without a result")
 
 
-def _ms_since(started: float) -> float:
+def ms_since(started: float) -> float:
+    """Milliseconds since ``started`` (a ``time.perf_counter()``), to 0.1 ms."""
     return round((time.perf_counter() - started) * 1000.0, 1)

@@ -13,7 +13,6 @@ is a 503 in the error shape that still carries the retrieved sources.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -23,24 +22,25 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from api.answering import (
+    Answered,
     AnswerUnavailable,
     Question,
+    Retrieved,
     answer,
-    ms_since,
-    observe_stages,
-    retrieve_sources,
+    finish,
+    log_unanswered,
+    retrieve,
     unavailable,
 )
 from api.deps import QuerySlotDep, SessionDep, SettingsDep, TenantDep
 from api.errors import error_body
 from core.db import Database
-from core.models import FeedbackRating, new_id
+from core.models import FeedbackRating
 from core.settings import Settings
 from core.tenancy import TenantScope
-from generation.answer import AnswerResult, TokenEvent, stream_answer
-from generation.generator import get_generator
+from generation.answer import AnswerResult, TokenEvent
 from generation.llm import GeneratorUnavailable
-from generation.query_log import numbered_sources, record_feedback, record_query
+from generation.query_log import numbered_sources, record_feedback
 from generation.sources import Source
 
 router = APIRouter(prefix="/v1", tags=["query"])
@@ -147,41 +147,17 @@ def query(
             return _unavailable_response(exc)
         return query_out(answered.query_id, answered.result, answered.sources, answered.timings)
 
-    started = time.perf_counter()
-    query_id = new_id()
-    sources, timings, calibrated = retrieve_sources(settings, session, scope, question)
-    generator = get_generator(settings)
-    events = stream_answer(
-        body.question, sources, generator, settings, stream=True, rerank_calibrated=calibrated
-    )
+    retrieved = retrieve(settings, session, scope, question)
+    events = retrieved.events(settings, stream=True)
     try:
         first = next(events)  # a generator that cannot answer fails here, before any output
     except GeneratorUnavailable as exc:
-        timings["total_ms"] = ms_since(started)
-        return _unavailable_response(
-            unavailable(
-                settings,
-                session,
-                scope,
-                exc,
-                query_id=query_id,
-                question=question,
-                sources=sources,
-                timings=timings,
-                generator=generator.name,
-            )
-        )
+        return _unavailable_response(unavailable(settings, session, scope, retrieved, exc))
     context = _StreamContext(
         settings=settings,
         db=request.app.state.db,
         scope=scope,
-        query_id=query_id,
-        question=body.question,
-        conversation_id=body.conversation_id,
-        sources=sources,
-        timings=timings,
-        started=started,
-        generator=generator.name,
+        retrieved=retrieved,
         request_id=getattr(request.state, "request_id", None),
     )
     return StreamingResponse(
@@ -218,13 +194,7 @@ class _StreamContext:
     settings: Settings
     db: Database
     scope: TenantScope
-    query_id: str
-    question: str
-    conversation_id: str | None
-    sources: list[Source]
-    timings: dict[str, float]
-    started: float
-    generator: str
+    retrieved: Retrieved
     request_id: str | None
 
 
@@ -243,6 +213,7 @@ def _sse(
     a client that goes away mid-answer still gets its query logged (as interrupted).
     """
     result: AnswerResult | None = None
+    answered: Answered | None = None
     error: str | None = "the client disconnected before the answer was complete"
     code = "generator_unavailable"
     pending: TokenEvent | AnswerResult | None = first
@@ -262,10 +233,9 @@ def _sse(
             yield _event("error", {"error": body})
             return
         assert result is not None
-        ctx.timings["generate_ms"] = result.generate_ms
-        ctx.timings["total_ms"] = ms_since(ctx.started)
-        observe_stages(ctx.settings, ctx.scope, ctx.timings)
-        out = query_out(ctx.query_id, result, ctx.sources, ctx.timings)
+        with ctx.db.session() as session:
+            answered = finish(ctx.settings, session, ctx.scope, ctx.retrieved, result)
+        out = query_out(answered.query_id, result, answered.sources, answered.timings)
         yield _event(
             "citations",
             {
@@ -279,20 +249,10 @@ def _sse(
         close = getattr(events, "close", None)
         if close is not None:  # stop reading from the LLM if the client went away
             close()
-        ctx.timings.setdefault("total_ms", ms_since(ctx.started))
-        with ctx.db.session() as session:
-            record_query(
-                session,
-                ctx.scope,
-                query_id=ctx.query_id,
-                question=ctx.question,
-                sources=ctx.sources,
-                timings=ctx.timings,
-                result=result,
-                generator=ctx.generator,
-                conversation_id=ctx.conversation_id,
-                error=error,
-            )
+        if answered is None:
+            with ctx.db.session() as session:
+                message = error or "the answer could not be completed"
+                log_unanswered(session, ctx.scope, ctx.retrieved, message, result)
 
 
 def query_out(
