@@ -31,6 +31,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 SHARED_DATA = REPO.parent / "shared" / "data"
+# Rates far above what 2 cores can serve: where the limiter must not be what is measured.
+UNLIMITED_RATES = {
+    "rate_limit_key_rps": 10000,
+    "rate_limit_key_burst": 10000,
+    "rate_limit_tenant_rps": 10000,
+    "rate_limit_tenant_burst": 10000,
+}
+UNLIMITED = {**UNLIMITED_RATES, "max_concurrent_queries": 64}
 
 
 # --- the machine -------------------------------------------------------------------------

@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (
     REPO,
     SHARED_DATA,
+    UNLIMITED,
     RssSampler,
     closed_loop,
     load_average,
@@ -53,13 +54,6 @@ from bench.common import (
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 OUTCOMES = REPO / "tests" / "fixtures" / "shared_docs_outcomes.tsv"
-UNLIMITED = {
-    "rate_limit_key_rps": 10000,
-    "rate_limit_key_burst": 10000,
-    "rate_limit_tenant_rps": 10000,
-    "rate_limit_tenant_burst": 10000,
-    "max_concurrent_queries": 64,
-}
 
 
 def upload_files(max_bytes: int = 200_000, sec_pdfs: int = 2) -> list[Path]:

@@ -44,6 +44,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
+    UNLIMITED_RATES,
     Call,
     Samples,
     closed_loop,
@@ -148,13 +149,7 @@ def run_server(
         "rate_limit_refusal_memory_s": memory_s,
     }
     with running_server(data_dir, **settings) as server:
-        raised = {
-            "rate_limit_key_rps": 10000,
-            "rate_limit_key_burst": 10000,
-            "rate_limit_tenant_rps": 10000,
-            "rate_limit_tenant_burst": 10000,
-            "max_concurrent_queries": args.raised_concurrency,
-        }
+        raised = {**UNLIMITED_RATES, "max_concurrent_queries": args.raised_concurrency}
         defaults = {k: None for k in raised}
         # B stays within its limits: its rate is raised (one closed-loop client asks
         # faster than the default 20/s per key), its concurrency is the default.

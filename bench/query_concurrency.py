@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     SHARED_DATA,
+    UNLIMITED,
     Call,
     closed_loop,
     load_average,
@@ -50,14 +51,6 @@ CELLS = (
     "hybrid+rerank",
     "query",
 )
-# Far above what 2 cores can serve: the limiter must not be what is measured.
-UNLIMITED = {
-    "rate_limit_key_rps": 10000,
-    "rate_limit_key_burst": 10000,
-    "rate_limit_tenant_rps": 10000,
-    "rate_limit_tenant_burst": 10000,
-    "max_concurrent_queries": 64,
-}
 
 
 def prepare_corpus(
