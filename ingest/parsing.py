@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,7 @@ def parse_file(
 ) -> ParsedDocument:
     """Parse ``path`` (whose original name was ``filename``); raise ``DocumentRejected``."""
     check_bounds(path, detected, settings)
-    with tempfile.TemporaryDirectory(prefix="ragkb-parse-") as scratch:
-        readable = _utf8_copy_if_utf16_message(path, detected, Path(scratch)) or path
+    with _readable(path, detected) as readable:
         raw = _partition(readable, detected, filename, settings)
     elements = to_parsed_elements(raw)
     if detected.name == "PDF" and not elements and _may_ocr(path, settings):
@@ -74,27 +74,36 @@ def parse_file(
     return ParsedDocument(elements=elements, page_count=page_count)
 
 
-def _utf8_copy_if_utf16_message(path: Path, detected: DetectedType, scratch: Path) -> Path | None:
-    """A UTF-8 copy of a UTF-16 e-mail, or None when ``path`` is not one.
+@contextmanager
+def _readable(path: Path, detected: DetectedType) -> Iterator[Path]:
+    """``path``, or for a UTF-16 e-mail a UTF-8 copy of it (deleted afterwards).
 
     Python's e-mail parser reads bytes as ASCII, so a UTF-16 message comes out as text
     with a NUL between every character: unreadable, and refused by PostgreSQL.
     """
-    if detected.name != "EML":
-        return None
-    import charset_normalizer  # the detector filetypes uses to tell text from binary
+    text = _utf16_text(path) if detected.name == "EML" else None
+    if text is None:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="ragkb-parse-") as scratch:
+        copy = Path(scratch) / "message.eml"
+        copy.write_text(text, encoding="utf-8")
+        yield copy
+
+
+def _utf16_text(path: Path) -> str | None:
+    """The file's text if it is UTF-16 (and decodes), else None. charset_normalizer is the
+    detector filetypes uses to tell text from binary."""
+    import charset_normalizer
 
     with path.open("rb") as file:
         best = charset_normalizer.from_bytes(file.read(4096)).best()
     if best is None or not best.encoding.startswith("utf_16"):
         return None
     try:
-        text = path.read_text(encoding=best.encoding)  # "utf_16" reads the byte-order mark
+        return path.read_text(encoding=best.encoding)  # "utf_16" reads the byte-order mark
     except UnicodeDecodeError:
         return None
-    copy = scratch / "message.eml"
-    copy.write_text(text, encoding="utf-8")
-    return copy
 
 
 def check_bounds(path: Path, detected: DetectedType, settings: Settings) -> None:
