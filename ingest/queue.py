@@ -98,11 +98,13 @@ class InProcessQueue:
         resumed = False
         while True:
             try:
-                for tenant_id, document_id in reap_interrupted(self.settings, self.db).requeued:
-                    self.submit(tenant_id, document_id)
+                requeued = reap_interrupted(self.settings, self.db).requeued
                 if not resumed:
-                    self._resume()
+                    self._resume()  # every queued document, the ones just requeued too
                     resumed = True
+                else:
+                    for tenant_id, document_id in requeued:
+                        self.submit(tenant_id, document_id)
             except Exception:
                 log.warning("reaping or resuming documents failed", exc_info=True)
             if self._stop.wait(interval):
