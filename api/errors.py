@@ -58,6 +58,11 @@ def error_response(
 
 def _ragkb_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RagkbError)
+    return ragkb_error_response(exc)
+
+
+def ragkb_error_response(exc: RagkbError) -> JSONResponse:
+    """The response for one of our errors (429s with ``Retry-After``)."""
     headers = None
     if isinstance(exc, RateLimited):
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))}

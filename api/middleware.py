@@ -6,7 +6,6 @@ Pure ASGI (not BaseHTTPMiddleware) so streaming responses pass through untouched
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -15,6 +14,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.errors import error_response, ragkb_error_response
+from core.errors import RateLimited
 from core.logging import request_id_var, tenant_var
 from core.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from core.ratelimit import RecentRefusals
@@ -51,13 +52,16 @@ class RequestContextMiddleware:
         try:
             refused = self._recently_refused(scope)
             if refused is not None:
-                await _send_refusal(send_with_id, request_id, *refused)
+                retry_after, message = refused
+                refusal = ragkb_error_response(RateLimited(message, retry_after=retry_after))
+                await refusal(scope, receive, send_with_id)
             else:
                 await self.app(scope, receive, send_with_id)
         except Exception:
             log.exception("unhandled error")
             if not status_holder["started"]:
-                await _send_internal_error(send_with_id, request_id)
+                internal = error_response(500, "internal server error", "internal_error")
+                await internal(scope, receive, send_with_id)
         finally:
             self._log_access(scope, request_id, status_holder["status"], started)
             request_id_var.reset(rid_token)
@@ -109,44 +113,3 @@ def _incoming_request_id(scope: Scope) -> str | None:
             candidate = value.decode("latin-1")
             return candidate if _SAFE_REQUEST_ID.match(candidate) else None
     return None
-
-
-async def _send_refusal(send: Send, request_id: str, retry_after: float, message: str) -> None:
-    body = json.dumps(
-        {"error": {"code": "rate_limited", "message": message, "request_id": request_id}}
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 429,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(max(1, round(retry_after))).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _send_internal_error(send: Send, request_id: str) -> None:
-    body = json.dumps(
-        {
-            "error": {
-                "code": "internal_error",
-                "message": "internal server error",
-                "request_id": request_id,
-            }
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 500,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
