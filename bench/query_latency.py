@@ -39,7 +39,7 @@ from core.models import Chunk, Document, DocumentStatus, new_id
 from core.settings import Settings
 from core.tenancy import TenantScope
 from retrieval import bm25
-from retrieval.index import IndexPoint
+from retrieval.index_types import IndexPoint
 from retrieval.indexer import close_indexers, get_indexer
 from retrieval.search import SearchRequest, search
 

@@ -1,9 +1,10 @@
 """The one gateway to the vector index: every read, write, count and delete takes a
 ``TenantScope`` and the tenant condition is added here, never by callers.
 
-Engines (``index_edge`` for the embedded default, ``index_client`` for a Qdrant server or
-cluster and qdrant-client's local mode) only translate a :class:`PointFilter` into their
-own filter type; a ``PointFilter`` always carries a tenant id, and only this module builds
+The types and the engine protocol live in ``retrieval.index_types``. Engines
+(``index_edge`` for the embedded default, ``index_client`` for a Qdrant server or cluster
+and qdrant-client's local mode) import only those, and only translate a
+:class:`PointFilter` into their own filter type; a ``PointFilter`` always carries a tenant id, and only this module builds
 one from a scope.
 
 One collection per embedding model (``chunks_<model>_<dim>``): a named dense vector
@@ -16,78 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
-
-import numpy as np
-import numpy.typing as npt
+from typing import Any
 
 from core.settings import Settings
 from core.tenancy import TenantScope
-from retrieval.bm25 import SparseVec
-
-DENSE = "dense"
-SPARSE = "bm25"
-Mode = Literal["dense", "bm25", "hybrid"]
-
-
-@dataclass(frozen=True, slots=True)
-class PointFilter:
-    """Which points an engine call may touch. ``tenant_id`` is mandatory: engines always
-    put it in the ``must`` clause."""
-
-    tenant_id: str
-    point_ids: tuple[str, ...] | None = None
-    document_ids: tuple[str, ...] | None = None
-    version: int | None = None
-    tags: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if not self.tenant_id:
-            raise ValueError("an index filter needs a tenant id")
-
-
-@dataclass(frozen=True, slots=True)
-class IndexPoint:
-    id: str
-    dense: npt.NDArray[np.float32] | list[float]
-    sparse: SparseVec
-    payload: dict[str, Any]
-
-
-@dataclass(slots=True)
-class StoredPoint:
-    """A point as read back: payload, and its vectors when asked for."""
-
-    id: str
-    payload: dict[str, Any]
-    dense: list[float] | None = None
-    sparse: SparseVec | None = None
-    score: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class QuerySpec:
-    mode: Mode
-    dense: list[float] | None
-    sparse: SparseVec | None
-    limit: int
-    candidates: int
-    rrf_k: int
-
-
-class IndexEngine(Protocol):
-    """What an engine does; see ``index_edge`` and ``index_client``."""
-
-    name: str
-
-    def upsert(self, points: Sequence[IndexPoint]) -> None: ...
-    def scroll(self, flt: PointFilter, with_vectors: bool) -> list[StoredPoint]: ...
-    def delete(self, flt: PointFilter) -> None: ...
-    def count(self, flt: PointFilter) -> int: ...
-    def query(self, flt: PointFilter, spec: QuerySpec) -> list[StoredPoint]: ...
-    def info(self) -> dict[str, Any]: ...
-    def close(self) -> None: ...
-
+from retrieval.index_types import IndexEngine, IndexPoint, PointFilter, QuerySpec, StoredPoint
 
 @dataclass
 class VectorIndex:

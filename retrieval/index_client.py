@@ -21,7 +21,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from retrieval.bm25 import SparseVec
-from retrieval.index import DENSE, SPARSE, IndexPoint, PointFilter, QuerySpec, StoredPoint
+from retrieval.index_types import DENSE, SPARSE, IndexPoint, PointFilter, QuerySpec, StoredPoint
 
 QDRANT_DEFAULT_RRF_K = 2
 _SCROLL_PAGE = 1000

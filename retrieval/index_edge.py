@@ -19,7 +19,7 @@ import qdrant_edge as qe
 
 from core.errors import ServiceUnavailable
 from retrieval.bm25 import SparseVec
-from retrieval.index import DENSE, SPARSE, IndexPoint, PointFilter, QuerySpec, StoredPoint
+from retrieval.index_types import DENSE, SPARSE, IndexPoint, PointFilter, QuerySpec, StoredPoint
 
 _SCROLL_PAGE = 1000
 _PAYLOAD_INDEXES: dict[str, Any] = {

@@ -22,7 +22,8 @@ from core.settings import Settings
 from core.tenancy import TenantScope, scoped
 from retrieval import bm25
 from retrieval.embedding import DenseEmbedder, get_embedder
-from retrieval.index import IndexPoint, StoredPoint, VectorIndex, open_index
+from retrieval.index import VectorIndex, open_index
+from retrieval.index_types import IndexPoint, StoredPoint
 from retrieval.rerank import reranker_state
 
 # Chunks embedded and upserted per step (one progress callback per step).

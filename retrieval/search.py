@@ -22,7 +22,7 @@ from core.models import Chunk, Document, DocumentStatus
 from core.settings import Settings
 from core.tenancy import TenantScope
 from retrieval import bm25
-from retrieval.index import QuerySpec, StoredPoint
+from retrieval.index_types import QuerySpec, StoredPoint
 from retrieval.indexer import get_indexer
 from retrieval.rerank import Candidate, get_reranker, second_stage
 

@@ -17,7 +17,8 @@ import pytest
 from core.errors import ServiceUnavailable
 from core.tenancy import TenantScope
 from retrieval.bm25 import SparseVec
-from retrieval.index import IndexPoint, PointFilter, QuerySpec, VectorIndex, open_index
+from retrieval.index import VectorIndex, open_index
+from retrieval.index_types import IndexPoint, PointFilter, QuerySpec
 from tests.helpers import make_settings
 
 DIM = 16

@@ -18,7 +18,8 @@ from core.settings import Settings
 from core.tenancy import TenantScope
 from core.tenants import create_tenant
 from retrieval import bm25
-from retrieval.index import IndexPoint, QuerySpec, open_index
+from retrieval.index import open_index
+from retrieval.index_types import IndexPoint, QuerySpec
 from retrieval.tokenizer import tokenize
 from tests.helpers import SHARED_DATA
 
