@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the project needs at run or test time.
 APT_PACKAGES := postgresql-client chromium libmagic1 tesseract-ocr tesseract-ocr-eng poppler-utils
-PACKAGES := core ingest retrieval generation api eval
+PACKAGES := core tasks services ingest retrieval generation api eval
 export DO_NOT_TRACK := 1
 export SCARF_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1

@@ -25,6 +25,7 @@ from core.secrets import SecretBox
 from core.settings import Settings, get_settings
 from generation.generator import readiness as generator_readiness
 from retrieval.indexer import close_indexers, get_indexer
+from services.container import build_services
 
 log = logging.getLogger("ragkb.api")
 
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     db = database.Database.from_settings(settings)
     app.state.settings = settings
     app.state.db = db
+    app.state.services = build_services(settings, db)
     limiter = build_limiter(settings)
     app.state.limiter = limiter
     app.state.secret_box = SecretBox.from_settings(settings)

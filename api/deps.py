@@ -22,6 +22,7 @@ from core.ratelimit import Bucket, Limiter, RecentRefusals, concurrency_slot, en
 from core.settings import Settings
 from core.tenancy import TenantScope
 from core.tenants import Identity, authenticate
+from services.container import Services
 
 _bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer rk_...`")
 
@@ -29,6 +30,14 @@ _bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bea
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 def get_database(request: Request) -> Database:
