@@ -1,5 +1,5 @@
-"""The application factory: one place assembles settings, database, routers, middleware
-and error handlers (and, as the product grows, the index, queue and generator)."""
+"""The application factory: one place assembles settings, the process's ``Services``
+(database, index, models, generator, task queue), routers, middleware and error handlers."""
 
 from __future__ import annotations
 
@@ -23,16 +23,18 @@ from core.model_loading import force_offline
 from core.ratelimit import Limiter, MemoryLimiter, RecentRefusals, RedisLimiter
 from core.secrets import SecretBox
 from core.settings import Settings, get_settings
-from generation.generator import readiness as generator_readiness
-from retrieval.indexer import close_indexers, get_indexer
-from services.container import build_services
+from services.container import Services, build_services
 
 log = logging.getLogger("ragkb.api")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    """The app for ``settings``; ``services`` (tests) replaces the ones it would build, and
+    must be built from the same settings."""
+    settings = services.settings if services is not None else settings or get_settings()
     force_offline()
+    _prepare_storage(settings)
+    services = services or build_services(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,16 +43,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from ingest.queue import make_queue
 
         sweep_orphan_files_in_background(settings, app.state.db)
-        app.state.ingest_queue = make_queue(settings, app.state.db)
+        app.state.ingest_queue = make_queue(services)
+        services.queue = app.state.ingest_queue
         app.state.eval_queue = make_eval_queue(settings, app.state.db)
         app.state.readiness_checks["ingest_queue"] = app.state.ingest_queue.health
         if settings.warm_up:
             # Load the embedding model and open the index now, not on the first request.
-            threading.Thread(target=get_indexer(settings).warm_up, daemon=True).start()
+            threading.Thread(target=services.indexer.warm_up, daemon=True).start()
         yield
         app.state.eval_queue.close()
         app.state.ingest_queue.close()
-        close_indexers()
+        services.close()
         app.state.db.dispose()
 
     app = FastAPI(
@@ -59,11 +62,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Enterprise RAG knowledge base: cited answers, strict tenant isolation.",
         lifespan=lifespan,
     )
-    _prepare_storage(settings)
-    db = database.Database.from_settings(settings)
+    db = services.db
     app.state.settings = settings
     app.state.db = db
-    app.state.services = build_services(settings, db)
+    app.state.services = services
     limiter = build_limiter(settings)
     app.state.limiter = limiter
     app.state.secret_box = SecretBox.from_settings(settings)
@@ -71,8 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.readiness_checks = {
         "database": lambda: _check_database(db),
         "rate_limiter": limiter.health,
-        "generator": lambda: generator_readiness(settings),
-        "index": lambda: get_indexer(settings).health(),
+        "generator": services.generator_health,
+        "index": services.index_health,
     }
 
     install_error_handlers(app)

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from core import db as database
 from core import tenants
 from core.errors import NotFound
 from core.models import Chunk, Document, DocumentStatus, Tenant
@@ -31,8 +30,8 @@ from core.settings import Settings
 from core.tenancy import TenantScope, scope_for_slug, scoped
 from eval.datasets import Dataset, matches
 from retrieval import bm25
-from retrieval.indexer import get_indexer
 from retrieval.search import searchable
+from services.container import Services
 
 log = logging.getLogger("ragkb.eval")
 
@@ -80,10 +79,9 @@ def eval_tenant(session: Session, dataset: Dataset) -> TenantScope:
         return TenantScope(tenant.id, tenant.slug)
 
 
-def prepare(
-    settings: Settings, db: database.Database, dataset: Dataset, progress: Progress
-) -> Corpus:
+def prepare(services: Services, dataset: Dataset, progress: Progress) -> Corpus:
     """The throw-away tenant for ``dataset`` with its corpus indexed (or reused)."""
+    settings, db = services.settings, services.db
     slug = eval_slug(dataset.corpus_name or dataset.name)
     fingerprint = corpus_fingerprint(settings, dataset)
     with db.session() as session:
@@ -93,7 +91,7 @@ def prepare(
             assert tenant is not None
             if tenant.name != _MARK + fingerprint:
                 log.info("corpus of %s changed: re-indexing", slug)
-                _wipe(settings, session, scope)
+                _wipe(services, session, scope)
                 tenant.name = _MARK + fingerprint
                 reused = False
             else:
@@ -103,9 +101,9 @@ def prepare(
             scope = TenantScope(tenant.id, tenant.slug)
             reused = False
     if dataset.kind == "passages":
-        corpus = _index_passages(settings, db, scope, dataset, progress)
+        corpus = _index_passages(services, scope, dataset, progress)
     else:
-        corpus = _ingest_files(settings, db, scope, dataset, progress)
+        corpus = _ingest_files(services, scope, dataset, progress)
     corpus.reused = reused and corpus.reused
     return corpus
 
@@ -136,21 +134,20 @@ def judgements(dataset: Dataset, corpus: Corpus) -> dict[str, dict[str, int]]:
     return out
 
 
-def _wipe(settings: Settings, session: Session, scope: TenantScope) -> None:
-    get_indexer(settings).vector_index.delete_tenant(scope)
+def _wipe(services: Services, session: Session, scope: TenantScope) -> None:
+    services.indexer.vector_index.delete_tenant(scope)
     bm25.reset(session, scope)
     session.execute(delete(Chunk).where(Chunk.tenant_id == scope.tenant_id))
     session.execute(delete(Document).where(Document.tenant_id == scope.tenant_id))
 
 
 def _index_passages(
-    settings: Settings,
-    db: database.Database,
+    services: Services,
     scope: TenantScope,
     dataset: Dataset,
     progress: Progress,
 ) -> Corpus:
-    indexer = get_indexer(settings)
+    indexer, db = services.indexer, services.db
     with db.session() as session:
         existing = {
             filename: doc_id
@@ -205,8 +202,7 @@ def _index_passages(
 
 
 def _ingest_files(
-    settings: Settings,
-    db: database.Database,
+    services: Services,
     scope: TenantScope,
     dataset: Dataset,
     progress: Progress,
@@ -216,6 +212,7 @@ def _ingest_files(
 
     if dataset.docs_dir is None:
         raise ValueError(f"data set {dataset.name} has no documents folder")
+    settings, db = services.settings, services.db
     with db.session() as session:
         ready = set(
             session.scalars(
@@ -230,7 +227,7 @@ def _ingest_files(
         progress(n / len(todo), f"ingesting {path.name}")
         with db.session() as session, path.open("rb") as handle:
             document_id = add_document(session, settings, scope, path.name, handle).document.id
-        process_document(settings, db, scope.tenant_id, document_id, final_attempt=True)
+        process_document(services, scope.tenant_id, document_id, final_attempt=True)
     progress(1.0, "corpus ready")
     with db.session() as session:
         corpus = tenant_corpus(session, scope)

@@ -17,7 +17,7 @@ from typing import Protocol
 from core.settings import Settings
 from generation.citations import cited_claims
 from generation.sources import Source
-from retrieval.rerank import Candidate, get_reranker
+from retrieval.rerank import Candidate, Reranker
 from retrieval.tokenizer import tokenize
 
 log = logging.getLogger("ragkb.eval")
@@ -47,8 +47,8 @@ class LexicalJudge:
 
 
 class CrossEncoderJudge:
-    def __init__(self, settings: Settings) -> None:
-        self.reranker = get_reranker(settings)
+    def __init__(self, reranker: Reranker) -> None:
+        self.reranker = reranker
         self.name = f"cross-encoder ({self.reranker.name})"
 
     def supports(self, claim: str, source: str) -> bool:
@@ -69,11 +69,13 @@ class LLMJudge:
         return reply.strip().lower().lstrip("*\"' ").startswith("yes")
 
 
-def make_judge(settings: Settings) -> Judge:
+def make_judge(settings: Settings, reranker: Reranker) -> Judge:
+    """The LLM when one is configured, else ``reranker`` when it is a cross-encoder (the
+    process's, ``Services.reranker``), else term overlap."""
     if settings.llm_base_url:
         return LLMJudge(settings)
-    if get_reranker(settings).calibrated:
-        return CrossEncoderJudge(settings)
+    if reranker.calibrated:
+        return CrossEncoderJudge(reranker)
     return LexicalJudge()
 
 

@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import db as database
 from core.models import EvalRun, EvalRunStatus, utcnow
 from core.settings import Settings
 from core.tenancy import TenantScope, get_owned, scoped
@@ -25,6 +24,7 @@ from eval import corpus as corpora
 from eval import report
 from eval.datasets import Dataset, questions_from_records
 from eval.runner import RunOptions, evaluate
+from services.container import Services
 
 log = logging.getLogger("ragkb.eval")
 
@@ -142,8 +142,7 @@ def compare(
 
 
 def execute(
-    settings: Settings,
-    db: database.Database,
+    services: Services,
     run_id: str,
     *,
     dataset: Dataset | None = None,
@@ -154,6 +153,7 @@ def execute(
     without, the run's uploaded questions are asked of the tenant's own documents. Writes
     the run directory, stores the results and returns them. A failure is stored on the run
     and raised."""
+    settings, db = services.settings, services.db
     report_to = progress or (lambda fraction, label: None)
     with db.session() as session:
         run = session.get(EvalRun, run_id)
@@ -182,8 +182,7 @@ def execute(
     try:
         if dataset is not None:
             corpus = corpora.prepare(
-                settings,
-                db,
+                services,
                 dataset,
                 lambda f, label: update(_PREPARE_SHARE * f, label, persist=False),
             )
@@ -197,8 +196,7 @@ def execute(
                 corpus = corpora.tenant_corpus(session, scope)
         prepared = time.perf_counter()
         results = evaluate(
-            settings,
-            db,
+            services,
             dataset,
             corpus,
             options,
@@ -242,8 +240,7 @@ def execute(
 
 
 def run_dataset(
-    settings: Settings,
-    db: database.Database,
+    services: Services,
     dataset: Dataset,
     options: RunOptions,
     *,
@@ -252,12 +249,10 @@ def run_dataset(
 ) -> tuple[str, dict[str, Any]]:
     """A stored run of ``dataset`` in its throw-away tenant (``ragkb eval run``)."""
     options.validate()
-    with db.session() as session:
+    with services.db.session() as session:
         scope = corpora.eval_tenant(session, dataset)
         run_id = create_run(session, scope, dataset.name, options).id
-    return run_id, execute(
-        settings, db, run_id, dataset=dataset, out_dir=out_dir, progress=progress
-    )
+    return run_id, execute(services, run_id, dataset=dataset, out_dir=out_dir, progress=progress)
 
 
 def _stored(results: dict[str, Any]) -> dict[str, Any]:

@@ -1,14 +1,14 @@
-"""The generator interface and the process-wide factory.
+"""The generator interface and its factory.
 
 Two implementations: the OpenAI-compatible :class:`~generation.llm.LLMClient` when
 ``RAGKB_LLM_BASE_URL`` is set, otherwise the embedded
 :class:`~generation.extractive.ExtractiveGenerator`. One instance per configuration and
-process, so the circuit breaker sees every call the process makes.
+process (held by ``services.container.Services``), so the circuit breaker sees every call
+the process makes.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -35,53 +35,17 @@ class Generator(Protocol):
         ...
 
 
-_lock = threading.Lock()
-_generators: dict[str, Generator] = {}
-
-_GENERATOR_FIELDS = {
-    "llm_base_url",
-    "llm_model",
-    "llm_api_key",
-    "llm_temperature",
-    "llm_max_tokens",
-    "llm_connect_timeout_s",
-    "llm_read_timeout_s",
-    "llm_deadline_s",
-    "llm_retries",
-    "llm_retry_backoff_s",
-    "llm_breaker_failures",
-    "llm_breaker_cooldown_s",
-    "extractive_max_sentences",
-}
-
-
-def _key(settings: Settings) -> str:
-    values = settings.model_dump(include=_GENERATOR_FIELDS)
-    if settings.llm_api_key is not None:
-        values["llm_api_key"] = settings.llm_api_key.get_secret_value()
-    return repr(sorted(values.items()))
-
-
 def build_generator(settings: Settings) -> Generator:
-    """A new generator for these settings (tests and tools that want their own)."""
+    """The generator these settings ask for. A process builds one (``services.container``)
+    and every call goes through it, so the circuit breaker sees all of them."""
     if settings.llm_base_url:
         return LLMClient.from_settings(settings)
     return ExtractiveGenerator(max_sentences=settings.extractive_max_sentences)
 
 
-def get_generator(settings: Settings) -> Generator:
-    """The process-wide generator for these settings."""
-    key = _key(settings)
-    with _lock:
-        if key not in _generators:
-            _generators[key] = build_generator(settings)
-        return _generators[key]
-
-
-def readiness(settings: Settings) -> dict[str, Any]:
+def readiness(generator: Generator) -> dict[str, Any]:
     """The generator's readiness for /readyz: a dict when it can answer, else raises
     GeneratorUnavailable saying why (breaker open with its last error, or no server)."""
-    generator = get_generator(settings)
     state = generator.health()
     if isinstance(generator, LLMClient):
         if state["state"] == "open":

@@ -47,6 +47,7 @@ from core.secrets import SecretBox
 from core.settings import Settings
 from core.tenancy import TenantScope, tenant_dir
 from ingest.documents import IN_FLIGHT
+from services.container import Services
 
 log = logging.getLogger("ragkb.backup")
 
@@ -215,7 +216,7 @@ def _member_bytes(archive: tarfile.TarFile, name: str) -> bytes:
 
 def restore_tenant(
     session: Session,
-    settings: Settings,
+    services: Services,
     source: Path,
     *,
     replace: bool = False,
@@ -224,10 +225,11 @@ def restore_tenant(
     the tenant's index from its chunks. The caller commits: every row is in the session's
     transaction. Files are written after the rows are inserted; if the restore fails later,
     they have no committed document and the startup sweep removes them."""
+    settings = services.settings
     with _open_archive(source) as archive:
         manifest = read_manifest(archive)
         scope = TenantScope(tenant_id=manifest.tenant_id, slug=manifest.slug)
-        _make_room(session, settings, scope, replace)
+        _make_room(session, services, scope, replace)
         rows = {
             _table(model).name: _restore_table(session, archive, _table(model)) for model in TABLES
         }
@@ -239,9 +241,7 @@ def restore_tenant(
             f"the backup was indexed with {manifest.embedding_model}; this installation "
             f"embeds with {settings.embedding_model}: the index is rebuilt with the latter"
         )
-    from ingest.index_handoff import rebuild_index
-
-    indexed = rebuild_index(settings, scope, session)
+    indexed = services.indexer.rebuild(scope, session)
     return RestoreResult(manifest.tenant_id, manifest.slug, rows, files, indexed, warnings)
 
 
@@ -252,7 +252,7 @@ def _open_archive(source: Path) -> tarfile.TarFile:
         raise BackupError(f"cannot read {source}: {exc}") from exc
 
 
-def _make_room(session: Session, settings: Settings, scope: TenantScope, replace: bool) -> None:
+def _make_room(session: Session, services: Services, scope: TenantScope, replace: bool) -> None:
     existing = list(
         session.scalars(
             select(Tenant).where((Tenant.id == scope.tenant_id) | (Tenant.slug == scope.slug))
@@ -266,16 +266,14 @@ def _make_room(session: Session, settings: Settings, scope: TenantScope, replace
             f"tenant {names} already exists here: pass --replace to overwrite it",
             code="tenant_exists",
         )
-    from ingest.index_handoff import delete_tenant_from_index
-
     for tenant in existing:
         old = TenantScope(tenant_id=tenant.id, slug=tenant.slug)
-        delete_tenant_from_index(settings, old)
+        services.indexer.vector_index.delete_tenant(old)
         # Children first: SQLite enforces no cascade unless asked to.
         for model in reversed(TABLES):
             table = _table(model)
             session.execute(delete(table).where(table.c[_tenant_column(table)] == tenant.id))
-        folder = tenant_dir(settings.files_dir, old)
+        folder = tenant_dir(services.settings.files_dir, old)
         if folder.is_dir():
             shutil.rmtree(folder)
     session.flush()

@@ -19,6 +19,7 @@ from core.tenancy import TenantScope
 from ingest.documents import add_document
 from ingest.errors import TransientError
 from ingest.pipeline import process_document
+from services.container import Services
 
 
 @dataclass
@@ -82,8 +83,7 @@ def add_files(
 
 
 def process(
-    settings: Settings,
-    db: Database,
+    services: Services,
     scope: TenantScope,
     result: FileResult,
     on_progress: Callable[[float, str], None],
@@ -92,6 +92,7 @@ def process(
     """Process one added document here, calling ``on_progress(percent, stage)`` as it
     moves; fills in the result's status, pages, chunks, time and message."""
     assert result.document_id is not None
+    settings, db = services.settings, services.db
     started = time.perf_counter()
     finished = threading.Event()
 
@@ -100,8 +101,7 @@ def process(
             for attempt in range(settings.ingest_retries + 1):
                 try:
                     process_document(
-                        settings,
-                        db,
+                        services,
                         scope.tenant_id,
                         result.document_id or "",
                         final_attempt=attempt == settings.ingest_retries,
@@ -128,6 +128,7 @@ def wait_for(
 ) -> FileResult:
     """Follow a document that workers elsewhere (Celery) process, until it is done."""
     assert result.document_id is not None
+    settings, db = services.settings, services.db
     started = time.perf_counter()
     while _report(db, result.document_id, on_progress) not in _DONE:
         time.sleep(poll_s)

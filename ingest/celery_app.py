@@ -32,8 +32,8 @@ import redis
 from celery import Celery, signals
 from kombu import Queue
 
-from core.db import Database
 from core.settings import Settings, get_settings
+from services.container import Services, build_services
 
 log = logging.getLogger("ragkb.ingest")
 
@@ -152,16 +152,17 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-_worker_state: dict[str, Any] = {}
+_worker_services: dict[str, Services] = {}
 _state_lock = threading.Lock()
 
 
-def _database(settings: Settings) -> Database:
+def _services(settings: Settings) -> Services:
+    """The worker process's one ``Services``, built on its first task (after the fork: a
+    prefork child must not inherit its parent's connections or index)."""
     with _state_lock:
-        if "db" not in _worker_state:
-            _worker_state["db"] = Database.from_settings(settings)
-        db: Database = _worker_state["db"]
-        return db
+        if "services" not in _worker_services:
+            _worker_services["services"] = build_services(settings)
+        return _worker_services["services"]
 
 
 def _register(app: Celery, settings: Settings) -> None:
@@ -183,10 +184,11 @@ def _register(app: Celery, settings: Settings) -> None:
         from ingest.errors import TransientError
         from ingest.pipeline import process_document
 
-        db = _database(settings)
         final = self.request.retries >= settings.ingest_retries
         try:
-            status = process_document(settings, db, tenant_id, document_id, final_attempt=final)
+            status = process_document(
+                _services(settings), tenant_id, document_id, final_attempt=final
+            )
         except TransientError as exc:
             countdown = min(2 ** (self.request.retries + 1), 300)
             raise self.retry(exc=exc, countdown=countdown) from exc
@@ -207,7 +209,7 @@ def _register(app: Celery, settings: Settings) -> None:
         """Requeued documents go back to the heavy queue; returns what was done."""
         from ingest.pipeline import reap_interrupted
 
-        reaped = reap_interrupted(settings, _database(settings))
+        reaped = reap_interrupted(_services(settings))
         for tenant_id, document_id in reaped.requeued:
             app.send_task(TASK_NAME, args=[tenant_id, document_id], queue=settings.celery_queue)
         return {"requeued": [d for _, d in reaped.requeued], "failed": reaped.failed}
@@ -263,7 +265,7 @@ def serve_metrics(port: int, host: str = "0.0.0.0") -> None:
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     settings = get_settings()
     celery_app = getattr(sender, "app", None) or make_celery(settings)
-    _worker_state["reap_scheduler"] = _start_reap_scheduler(celery_app, settings)
+    _start_reap_scheduler(celery_app, settings)
     if settings.worker_metrics_port:
         serve_metrics(settings.worker_metrics_port)
 

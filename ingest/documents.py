@@ -28,6 +28,7 @@ from core.settings import Settings
 from core.tenancy import TenantScope, get_owned, scoped
 from ingest import storage
 from ingest.filetypes import detect
+from services.container import Services
 
 log = logging.getLogger("ragkb.ingest")
 
@@ -214,7 +215,7 @@ def document_chunks(session: Session, scope: TenantScope, document_id: str) -> l
 
 
 def delete_document(
-    session: Session, settings: Settings, scope: TenantScope, document_id: str
+    session: Session, services: Services, scope: TenantScope, document_id: str
 ) -> None:
     """Remove a document: its points from the index, its chunks and row, then its file
     (unless another of the tenant's documents has the same bytes)."""
@@ -222,12 +223,12 @@ def delete_document(
     counted = document.status == DocumentStatus.READY
     document.status = DocumentStatus.DELETING
     session.flush()
-    remove_document(session, settings, scope, document, counted=counted)
+    remove_document(session, services, scope, document, counted=counted)
 
 
 def remove_document(
     session: Session,
-    settings: Settings,
+    services: Services,
     scope: TenantScope,
     document: Document,
     *,
@@ -236,11 +237,9 @@ def remove_document(
     """The removal itself (also used when a new version replaces an old one). ``counted``:
     the document's BM25 statistics were committed, i.e. it became ready (default: judged
     from its status)."""
-    from ingest.index_handoff import delete_from_index
-
     if counted is None:
         counted = document.status == DocumentStatus.READY
-    delete_from_index(settings, scope, session, document.id, counted=counted)
+    services.indexer.delete(scope, session, document.id, counted=counted)
     sha256 = document.sha256
     session.delete(document)
     session.flush()
@@ -250,4 +249,4 @@ def remove_document(
         )
     )
     if not still_used:
-        storage.remove(settings.files_dir, scope, sha256)
+        storage.remove(services.settings.files_dir, scope, sha256)

@@ -1,7 +1,8 @@
 """The one task body: move a document from ``queued`` through ``parsing → chunking →
 embedding → indexing`` to ``ready``, or to ``failed`` with a message a person can act on.
 
-Both queues (in-process threads and Celery workers) call :func:`process_document`.
+Both queues (in-process threads and Celery workers) call :func:`process_document` with
+their process's ``Services`` (database, index writer, settings).
 It is idempotent: a document is claimed with a conditional UPDATE (so two workers never
 process it at once), chunk rows are replaced, and index points are keyed by chunk id. While
 it works, a heartbeat thread stamps ``heartbeat_at``; :func:`reap_interrupted` queues
@@ -36,9 +37,10 @@ from ingest.chunking import ChunkingOptions, chunk_elements
 from ingest.documents import IN_FLIGHT, remove_document
 from ingest.errors import DocumentRejected, TransientError
 from ingest.filetypes import detect
-from ingest.index_handoff import delete_from_index, index_chunks
 from ingest.parsing import parse_file
 from ingest.tokens import get_tokenizer
+from retrieval.indexer import ChunkIndexer
+from services.container import Services
 
 log = logging.getLogger("ragkb.ingest")
 
@@ -52,11 +54,12 @@ _deadline: ContextVar[tuple[float, int] | None] = ContextVar("ingest_deadline", 
 
 
 def process_document(
-    settings: Settings, db: Database, tenant_id: str, document_id: str, *, final_attempt: bool
+    services: Services, tenant_id: str, document_id: str, *, final_attempt: bool
 ) -> DocumentStatus | None:
     """Process one document; returns its final status (None: not ours to process, e.g.
     deleted, already done, or being processed elsewhere). Raises ``TransientError`` when
     a retry may succeed and this is not the final attempt."""
+    settings, db = services.settings, services.db
     scope = _scope(db, tenant_id)
     if scope is None or not _claim(settings, db, scope, document_id):
         return None
@@ -64,19 +67,19 @@ def process_document(
     token = _deadline.set((time.monotonic() + limit, limit))
     with _heartbeat(settings, db, document_id):
         try:
-            _run(settings, db, scope, document_id)
+            _run(services, scope, document_id)
         except DocumentRejected as exc:
-            _fail(settings, db, scope, document_id, str(exc))
+            _fail(services, scope, document_id, str(exc))
             return DocumentStatus.FAILED
         except (TransientError, OperationalError) as exc:
             if final_attempt:
-                _fail(settings, db, scope, document_id, f"gave up after retries: {exc}")
+                _fail(services, scope, document_id, f"gave up after retries: {exc}")
                 return DocumentStatus.FAILED
             _requeue(db, document_id, f"retrying after a temporary error: {exc}")
             raise TransientError(str(exc)) from exc
         except Exception as exc:  # a bug or an unexpected library error: fail this one only
             log.exception("ingestion of %s failed", document_id)
-            _fail(settings, db, scope, document_id, _unexpected(exc, settings))
+            _fail(services, scope, document_id, _unexpected(exc, settings))
             return DocumentStatus.FAILED
         finally:
             _deadline.reset(token)
@@ -177,7 +180,8 @@ def _set_stage(
             raise _Deleted(document_id)
 
 
-def _run(settings: Settings, db: Database, scope: TenantScope, document_id: str) -> None:
+def _run(services: Services, scope: TenantScope, document_id: str) -> None:
+    settings, db = services.settings, services.db
     with db.session() as session:
         document = session.get(Document, document_id)
         if document is None:
@@ -185,29 +189,29 @@ def _run(settings: Settings, db: Database, scope: TenantScope, document_id: str)
         filename, stored = document.filename, settings.files_dir / document.storage_path
         version = document.version
     try:
-        chunk_ids = _parse_and_chunk(settings, db, scope, document_id, version, filename, stored)
-        _index(settings, db, scope, document_id, chunk_ids)
+        chunk_ids = _parse_and_chunk(services, scope, document_id, version, filename, stored)
+        _index(services, scope, document_id, chunk_ids)
     except _Deleted:
         log.info("document %s was deleted while being processed", document_id)
         with db.session() as session:
             # Never ready: its statistics were rolled back with the READY update.
-            delete_from_index(settings, scope, session, document_id, counted=False)
+            services.indexer.delete(scope, session, document_id, counted=False)
         return
     try:
-        _replace_older_versions(settings, db, scope, document_id)
+        _replace_older_versions(services, scope, document_id)
     except Exception:  # the new version is ready either way; the old one goes next time
         log.exception("removing older versions of %s failed", document_id)
 
 
 def _parse_and_chunk(
-    settings: Settings,
-    db: Database,
+    services: Services,
     scope: TenantScope,
     document_id: str,
     version: int,
     filename: str,
     stored: Path,
 ) -> list[str]:
+    settings, db = services.settings, services.db
     if not stored.exists():
         raise DocumentRejected("the stored file is missing; upload it again")
     detected = detect(stored, filename)
@@ -228,7 +232,7 @@ def _parse_and_chunk(
         # included, and its chunks get the same ids (derived from document and position).
         leftover = session.scalar(select(Chunk.id).where(Chunk.document_id == document_id).limit(1))
         if leftover is not None:  # an interrupted run's: never ready, never counted
-            delete_from_index(settings, scope, session, document_id, counted=False)
+            services.indexer.delete(scope, session, document_id, counted=False)
             session.execute(delete(Chunk).where(Chunk.document_id == document_id))
         rows = [
             Chunk(
@@ -271,11 +275,9 @@ def chunk_id(document_id: str, version: int, ordinal: int) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"ragkb:chunk:{document_id}:{version}:{ordinal}"))
 
 
-def _index(
-    settings: Settings, db: Database, scope: TenantScope, document_id: str, chunk_ids: list[str]
-) -> None:
-    report = _progress_reporter(db, document_id)
-    with db.session() as session:
+def _index(services: Services, scope: TenantScope, document_id: str, chunk_ids: list[str]) -> None:
+    report = _progress_reporter(services.db, document_id)
+    with services.db.session() as session:
         chunks = list(
             session.scalars(
                 scoped(select(Chunk), Chunk, scope)
@@ -285,7 +287,7 @@ def _index(
         )
         try:
             with INGEST_STAGE_LATENCY.labels(stage="embed_and_index").time():
-                index_chunks(settings, scope, session, chunks, report)
+                services.indexer.index(scope, session, chunks, report)
         except (OSError, ConnectionError, TimeoutError) as exc:
             raise TransientError(f"the index is unreachable: {exc}") from exc
         # Ready in the same transaction as the index writer's statistics.
@@ -314,11 +316,9 @@ def _progress_reporter(db: Database, document_id: str) -> Callable[[float], None
     return report
 
 
-def _replace_older_versions(
-    settings: Settings, db: Database, scope: TenantScope, document_id: str
-) -> None:
+def _replace_older_versions(services: Services, scope: TenantScope, document_id: str) -> None:
     """The new version is fully indexed: older versions of the same file disappear now."""
-    with db.session() as session:
+    with services.db.session() as session:
         document = session.get(Document, document_id)
         if document is None:
             return
@@ -333,30 +333,28 @@ def _replace_older_versions(
             d for d in others if d.version > document.version and d.status == DocumentStatus.READY
         ]
         if newer_ready:  # a later version finished first: this one is already outdated
-            remove_document(session, settings, scope, document)
+            remove_document(session, services, scope, document)
             return
         for old in others:
             if old.version < document.version:
-                remove_document(session, settings, scope, old)
+                remove_document(session, services, scope, old)
 
 
-def _fail(
-    settings: Settings, db: Database, scope: TenantScope, document_id: str, message: str
-) -> None:
+def _fail(services: Services, scope: TenantScope, document_id: str, message: str) -> None:
     log.warning("document %s failed: %s", document_id, message)
-    with db.session() as session:
+    with services.db.session() as session:
         document = session.get(Document, document_id)
         if document is None:
             return
         INGEST_FAILURES.labels(stage=document.status.value).inc()
-        _discard_partial(settings, session, scope, document)
+        _discard_partial(services.indexer, session, scope, document)
         document.status = DocumentStatus.FAILED
         document.error = message
         document.heartbeat_at = None
 
 
 def _discard_partial(
-    settings: Settings, session: Session, scope: TenantScope, document: Document
+    indexer: ChunkIndexer, session: Session, scope: TenantScope, document: Document
 ) -> None:
     """Remove whatever an unfinished run wrote (nothing half-written stays searchable)."""
     if document.chunk_count or document.status in (
@@ -366,7 +364,7 @@ def _discard_partial(
         try:
             with session.begin_nested():
                 # Unfinished: its statistics were never committed (see ChunkIndexer.delete).
-                delete_from_index(settings, scope, session, document.id, counted=False)
+                indexer.delete(scope, session, document.id, counted=False)
         except Exception:
             # The index is unreachable: still fail the document (never leave it in
             # progress). Its chunk rows go below; search only returns points whose chunk
@@ -393,13 +391,14 @@ class Reaped:
     failed: list[str]
 
 
-def reap_interrupted(settings: Settings, db: Database) -> Reaped:
+def reap_interrupted(services: Services) -> Reaped:
     """Documents whose worker stopped mid-way (heartbeat older than
     ``ingest_stale_after_s``): their partial chunks are removed, then each is queued again
     while it has been started fewer than ``ingest_max_attempts`` times, else failed with a
     message. The caller submits the requeued ones."""
+    settings = services.settings
     stale = utcnow() - timedelta(seconds=settings.ingest_stale_after_s)
-    with db.session() as session:
+    with services.db.session() as session:
         candidates = list(
             session.scalars(
                 select(Document)
@@ -422,7 +421,7 @@ def reap_interrupted(settings: Settings, db: Database) -> Reaped:
             scope = TenantScope(tenant_id=document.tenant_id, slug=document.tenant_id)
             stage = document.status.value
             INGEST_FAILURES.labels(stage=stage).inc()
-            _discard_partial(settings, session, scope, document)
+            _discard_partial(services.indexer, session, scope, document)
             document.heartbeat_at = None
             document.progress = 0.0
             if document.attempts < settings.ingest_max_attempts:

@@ -12,11 +12,11 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
-from core.db import Database
 from core.metrics import QUEUE_DEPTH
 from core.settings import Settings
 from ingest.errors import TransientError
 from ingest.pipeline import process_document, queued_documents, reap_interrupted
+from services.container import Services
 
 log = logging.getLogger("ragkb.ingest")
 
@@ -36,9 +36,10 @@ class InProcessQueue:
     attempts) documents interrupted by a previous process, and queues the ones still
     waiting; a reaper thread keeps doing the former."""
 
-    def __init__(self, settings: Settings, db: Database) -> None:
-        self.settings = settings
-        self.db = db
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = settings = services.settings
+        self.db = services.db
         self._pool = ThreadPoolExecutor(
             max_workers=settings.ingest_workers, thread_name_prefix="ingest"
         )
@@ -78,8 +79,7 @@ class InProcessQueue:
                 return
             try:
                 process_document(
-                    self.settings,
-                    self.db,
+                    self.services,
                     tenant_id,
                     document_id,
                     final_attempt=attempt == retries,
@@ -98,7 +98,7 @@ class InProcessQueue:
         resumed = False
         while True:
             try:
-                requeued = reap_interrupted(self.settings, self.db).requeued
+                requeued = reap_interrupted(self.services).requeued
                 if not resumed:
                     self._resume()  # every queued document, the ones just requeued too
                     resumed = True
@@ -161,7 +161,7 @@ class CeleryQueue:
         }
 
 
-def make_queue(settings: Settings, db: Database) -> TaskQueue:
-    if settings.task_mode == "celery":
-        return CeleryQueue(settings)
-    return InProcessQueue(settings, db).start()
+def make_queue(services: Services) -> TaskQueue:
+    if services.settings.task_mode == "celery":
+        return CeleryQueue(services.settings)
+    return InProcessQueue(services).start()

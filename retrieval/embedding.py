@@ -1,4 +1,4 @@
-"""Dense embeddings with sentence-transformers: one model per process, loaded lazily.
+"""Dense embeddings with sentence-transformers, the model loaded lazily on first use.
 
 Vectors are L2-normalised, so a dot product is the cosine similarity (the index uses the
 cosine distance; the second stage computes the same number locally).
@@ -11,7 +11,7 @@ import re
 import threading
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -86,18 +86,3 @@ def passive_openmp() -> None:
     in the API process happens here (models load lazily).
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-Role = Literal["documents", "queries"]
-_embedders: dict[tuple[str, int, Role], DenseEmbedder] = {}
-_embedders_lock = threading.Lock()
-
-
-def get_embedder(model_ref: str, batch_size: int = 32, role: Role = "documents") -> DenseEmbedder:
-    """The process-wide embedder for a model and role (API threads and in-process workers
-    share them; the model weights load once per role)."""
-    with _embedders_lock:
-        key = (model_ref, batch_size, role)
-        if key not in _embedders:
-            _embedders[key] = DenseEmbedder(model_ref, batch_size)
-        return _embedders[key]

@@ -23,6 +23,7 @@ from core.settings import Settings
 from core.tenancy import TenantScope
 from retrieval.index_types import IndexEngine, IndexPoint, PointFilter, QuerySpec, StoredPoint
 
+
 @dataclass
 class VectorIndex:
     """The tenant-scoped facade over one engine and collection."""

@@ -1,8 +1,9 @@
 """The index writer the ingestion tasks call: chunks in, dense + BM25 points out, with the
 tenant's BM25 statistics kept in step (in the caller's session; the caller commits).
 
-One ``ChunkIndexer`` per process (:func:`get_indexer`): the embedded index can be opened
-by one process only, and the API threads and in-process workers share it.
+One ``ChunkIndexer`` per process, held by its ``services.container.Services``: the embedded
+index can be opened by one process only, and the API threads and in-process workers share
+it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -21,10 +21,9 @@ from core.models import Chunk, Document, DocumentStatus
 from core.settings import Settings
 from core.tenancy import TenantScope, scoped
 from retrieval import bm25
-from retrieval.embedding import DenseEmbedder, get_embedder
+from retrieval.embedding import DenseEmbedder
 from retrieval.index import VectorIndex, open_index
 from retrieval.index_types import IndexPoint, StoredPoint
-from retrieval.rerank import reranker_state
 
 # Chunks embedded and upserted per step (one progress callback per step).
 _STEP = 64
@@ -37,14 +36,16 @@ def index_text(chunk: Chunk) -> str:
 
 
 class ChunkIndexer:
-    def __init__(self, settings: Settings) -> None:
+    """Writes and reads the index with two embedders of the same model: ``embedder`` for
+    documents and ``query_embedder`` for questions, so that a search never waits behind an
+    ingestion batch (each serialises its own calls)."""
+
+    def __init__(
+        self, settings: Settings, embedder: DenseEmbedder, query_embedder: DenseEmbedder
+    ) -> None:
         self.settings = settings
-        self.embedder: DenseEmbedder = get_embedder(
-            settings.embedding_model, settings.embedding_batch_size, role="documents"
-        )
-        self.query_embedder: DenseEmbedder = get_embedder(
-            settings.embedding_model, settings.embedding_batch_size, role="queries"
-        )
+        self.embedder = embedder
+        self.query_embedder = query_embedder
         self._index: VectorIndex | None = None
         self._open_lock = threading.Lock()
         self._tenant_locks: dict[str, threading.RLock] = {}
@@ -183,13 +184,9 @@ class ChunkIndexer:
         _ = self.vector_index
 
     def health(self) -> dict[str, Any]:
-        """For ``/readyz``: the index engine and size, the models in use. Opens the index
+        """For ``/readyz``: the index engine and size, the embedding model. Opens the index
         (loading the embedding model) if nothing has yet; see :meth:`warm_up`."""
-        return {
-            **self.vector_index.health(),
-            "embedding_model": self.settings.embedding_model,
-            **reranker_state(self.settings),
-        }
+        return {**self.vector_index.health(), "embedding_model": self.settings.embedding_model}
 
     def close(self) -> None:
         with self._open_lock:
@@ -228,29 +225,3 @@ def _contributions(points: Sequence[StoredPoint], sign: int) -> tuple[Counter[in
                 df[term] += sign
         length += sign * int(point.payload.get("bm25_len", 0))
     return df, sign * len(points), length
-
-
-_indexers: dict[tuple[str | None, Path, str, str], ChunkIndexer] = {}
-_indexers_lock = threading.Lock()
-
-
-def get_indexer(settings: Settings) -> ChunkIndexer:
-    """The process-wide indexer for these settings' index and embedding model."""
-    key = (
-        settings.qdrant_url,
-        settings.index_path.resolve(),
-        settings.index_engine,
-        settings.embedding_model,
-    )
-    with _indexers_lock:
-        if key not in _indexers:
-            _indexers[key] = ChunkIndexer(settings)
-        return _indexers[key]
-
-
-def close_indexers() -> None:
-    """Flush and close every open index (process shutdown, tests)."""
-    with _indexers_lock:
-        for indexer in _indexers.values():
-            indexer.close()
-        _indexers.clear()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -112,22 +111,9 @@ def second_stage(
     return kept
 
 
-_rerankers: dict[str | None, Reranker] = {}
-_rerankers_lock = threading.Lock()
-
-
-def get_reranker(settings: Settings) -> Reranker:
-    """The process-wide second stage for the configured model, loaded once on first use."""
-    ref = settings.rerank_model
-    with _rerankers_lock:
-        if ref not in _rerankers:
-            _rerankers[ref] = _load(ref)
-        return _rerankers[ref]
-
-
-def reranker_state(settings: Settings) -> dict[str, Any]:
-    """What ``/readyz`` says about the second stage (without loading a model)."""
-    loaded = _rerankers.get(settings.rerank_model)
+def reranker_state(settings: Settings, loaded: Reranker | None) -> dict[str, Any]:
+    """What ``/readyz`` says about the second stage: ``loaded`` when it has been loaded,
+    else what the settings ask for (a readiness probe must not load a model)."""
     if loaded is not None:
         return {"reranker": loaded.name, "cross_encoder": loaded.calibrated}
     if settings.rerank_model:
@@ -138,7 +124,10 @@ def reranker_state(settings: Settings) -> dict[str, Any]:
 _NO_MODEL = "no cross-encoder configured (RAGKB_RERANK_MODEL)"
 
 
-def _load(ref: str | None) -> Reranker:
+def load_reranker(settings: Settings) -> Reranker:
+    """The second stage the settings ask for: the cross-encoder, or score fusion (and why)
+    when none is configured or it cannot be loaded offline."""
+    ref = settings.rerank_model
     if not ref:
         return ScoreFusionReranker(reason=_NO_MODEL)
     try:

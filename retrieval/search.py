@@ -23,8 +23,8 @@ from core.settings import Settings
 from core.tenancy import TenantScope
 from retrieval import bm25
 from retrieval.index_types import QuerySpec, StoredPoint
-from retrieval.indexer import get_indexer
-from retrieval.rerank import Candidate, get_reranker, second_stage
+from retrieval.indexer import ChunkIndexer
+from retrieval.rerank import Candidate, Reranker, second_stage
 
 # The first stage fetches this many times what it needs, so that points that SQL no longer
 # considers searchable (a version being replaced, a document being deleted) leave room.
@@ -70,13 +70,20 @@ class SearchResponse(BaseModel):
 
 
 def search(
-    settings: Settings, session: Session, scope: TenantScope, request: SearchRequest
+    settings: Settings,
+    session: Session,
+    scope: TenantScope,
+    request: SearchRequest,
+    *,
+    indexer: ChunkIndexer,
+    reranker: Reranker,
 ) -> SearchResponse:
+    """The tenant's chunks for ``request``: first stage in the index, then ``reranker``
+    (callers pass their process's, ``services.container.Services``)."""
     query = request.query.strip()
     if not query:
         raise BadRequest("the query is empty", code="empty_query")
     started = time.perf_counter()
-    indexer = get_indexer(settings)
     wanted = max(request.top_k, settings.rerank_candidates if request.rerank else 0)
 
     # Dense and BM25 scores are both computed for every candidate (when there is a query
@@ -102,7 +109,6 @@ def search(
     retrieved = time.perf_counter()
 
     if request.rerank and first:
-        reranker = get_reranker(settings)
         candidates = first  # the top max(rerank_candidates, top_k) of the first stage
         kept = second_stage(
             reranker,

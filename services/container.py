@@ -1,49 +1,89 @@
 """One ``Services`` object per process, built from ``Settings``.
 
 It replaces the process-wide caches the parts used to keep (indexer, embedders, reranker,
-generator): whoever starts a process (the API's lifespan, the CLI, a Celery worker, a test)
-builds one with :func:`build_services` and hands it on; FastAPI routes get it through
-``api.deps``. Heavy parts (models, the embedded index) load on first use, so building it is
-cheap. Pattern: R2R's providers assembled in one factory.
+generator): whoever starts a process (the API's lifespan, a CLI command, a Celery worker,
+a test) builds one with :func:`build_services`, hands it on, and closes it when done;
+FastAPI routes get it through ``api.deps.ServicesDep``. Heavy parts load on first use
+(model weights when the first text is embedded, the embedded index when first opened, a
+cross-encoder on the first rerank), so building one is cheap. Tests build their own and
+may pass any part in (a shared embedder, a generator of their own).
+
+Pattern: R2R's providers assembled in one factory (``core/main/assembly/factory.py``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
+import threading
+from typing import Any
 
 from core.db import Database
 from core.settings import Settings
 from generation.generator import Generator, build_generator
-from retrieval.indexer import ChunkIndexer, get_indexer
-from retrieval.rerank import Reranker, get_reranker
+from generation.generator import readiness as generator_readiness
+from retrieval.embedding import DenseEmbedder
+from retrieval.indexer import ChunkIndexer
+from retrieval.rerank import Reranker, load_reranker, reranker_state
 
 
-@dataclass
 class Services:
-    """The parts one process shares: every thread of the process uses the same ones."""
+    """The parts one process shares: every thread of the process uses the same ones.
 
-    settings: Settings
-    db: Database
+    ``queue`` (the task queue) is attached by whoever runs tasks in this process (the
+    API's lifespan); a CLI command or a worker that only does work has none."""
 
-    @cached_property
-    def indexer(self) -> ChunkIndexer:
-        """The index (opened on first use) and the document and query embedders."""
-        return get_indexer(self.settings)
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        *,
+        embedder: DenseEmbedder | None = None,
+        query_embedder: DenseEmbedder | None = None,
+        reranker: Reranker | None = None,
+        generator: Generator | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        # Two instances of the same model: a search must not wait behind an ingestion batch.
+        self.embedder = embedder or DenseEmbedder(
+            settings.embedding_model, settings.embedding_batch_size
+        )
+        self.query_embedder = query_embedder or DenseEmbedder(
+            settings.embedding_model, settings.embedding_batch_size
+        )
+        self.indexer = ChunkIndexer(settings, self.embedder, self.query_embedder)
+        self.generator = generator or build_generator(settings)
+        self.queue: Any = None
+        self._reranker = reranker
+        self._reranker_lock = threading.Lock()
 
-    @cached_property
+    @property
     def reranker(self) -> Reranker:
-        return get_reranker(self.settings)
+        """The second stage, loaded on first use (a cross-encoder takes seconds)."""
+        if self._reranker is None:
+            with self._reranker_lock:  # two first requests must not load it twice
+                if self._reranker is None:
+                    self._reranker = load_reranker(self.settings)
+        return self._reranker
 
-    @cached_property
-    def generator(self) -> Generator:
-        return build_generator(self.settings)
+    def index_health(self) -> dict[str, Any]:
+        """``/readyz``'s index check: engine, size, models (loads no reranker)."""
+        return {
+            **self.indexer.health(),
+            **reranker_state(self.settings, self._reranker),
+        }
+
+    def generator_health(self) -> dict[str, Any]:
+        """``/readyz``'s generator check; raises ``GeneratorUnavailable`` saying why."""
+        return generator_readiness(self.generator)
 
     def close(self) -> None:
-        """Flush and close what the process opened (the index, the database pool)."""
-        if "indexer" in self.__dict__:
-            self.indexer.close()
+        """Flush and close the index (the embedded one is one process's at a time). The
+        database belongs to whoever passed it in; :func:`build_services` callers that let
+        it make one close that with ``services.db.dispose()``."""
+        self.indexer.close()
 
 
-def build_services(settings: Settings, db: Database | None = None) -> Services:
-    return Services(settings=settings, db=db or Database.from_settings(settings))
+def build_services(settings: Settings, db: Database | None = None, **parts: Any) -> Services:
+    """The process's services for these settings; ``parts`` replace any of the defaults
+    (``embedder``, ``query_embedder``, ``reranker``, ``generator``)."""
+    return Services(settings, db or Database.from_settings(settings), **parts)

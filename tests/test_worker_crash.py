@@ -169,8 +169,9 @@ def test_points_written_without_their_statistics_are_discarded_without_drift(
     must not subtract statistics that were never added."""
     from datetime import timedelta
 
-    from core.models import utcnow
     from ingest.index_handoff import index_chunks
+
+    from core.models import utcnow
     from ingest.pipeline import _claim, _parse_and_chunk, process_document, reap_interrupted
     from retrieval.indexer import close_indexers, get_indexer
 

@@ -13,7 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from api.deps import SessionDep, SettingsDep, TenantDep, TenantLimitsDep, get_database
+from api.deps import (
+    ServicesDep,
+    SessionDep,
+    SettingsDep,
+    TenantDep,
+    TenantLimitsDep,
+    get_database,
+)
 from core.db import Database
 from core.errors import BadRequest, NotFound, PayloadTooLarge, RagkbError, UnsupportedMediaType
 from core.limits import TenantLimits
@@ -307,7 +314,7 @@ def get_file(
     summary="Delete a document: its chunks leave the index and the database, then its file",
 )
 def delete_document(
-    document_id: str, scope: TenantDep, session: SessionDep, settings: SettingsDep
+    document_id: str, scope: TenantDep, session: SessionDep, services: ServicesDep
 ) -> Response:
-    service.delete_document(session, settings, scope, document_id)
+    service.delete_document(session, services, scope, document_id)
     return Response(status_code=204)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import SearchSlotDep, SessionDep, SettingsDep, TenantDep
+from api.deps import SearchSlotDep, ServicesDep, SessionDep, TenantDep
 from retrieval.search import SearchRequest, SearchResponse, search
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -17,7 +17,14 @@ def search_chunks(
     body: SearchRequest,
     scope: TenantDep,
     session: SessionDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     _slot: SearchSlotDep,
 ) -> SearchResponse:
-    return search(settings, session, scope, body)
+    return search(
+        services.settings,
+        session,
+        scope,
+        body,
+        indexer=services.indexer,
+        reranker=services.reranker,
+    )
