@@ -128,7 +128,6 @@ def wait_for(
 ) -> FileResult:
     """Follow a document that workers elsewhere (Celery) process, until it is done."""
     assert result.document_id is not None
-    settings, db = services.settings, services.db
     started = time.perf_counter()
     while _report(db, result.document_id, on_progress) not in _DONE:
         time.sleep(poll_s)

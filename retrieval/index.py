@@ -4,8 +4,8 @@
 The types and the engine protocol live in ``retrieval.index_types``. Engines
 (``index_edge`` for the embedded default, ``index_client`` for a Qdrant server or cluster
 and qdrant-client's local mode) import only those, and only translate a
-:class:`PointFilter` into their own filter type; a ``PointFilter`` always carries a tenant id, and only this module builds
-one from a scope.
+:class:`PointFilter` into their own filter type; a ``PointFilter`` always carries a tenant
+id, and only this module builds one from a scope.
 
 One collection per embedding model (``chunks_<model>_<dim>``): a named dense vector
 (cosine) and a named sparse vector holding the BM25 term-frequency weights
