@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	# unstructured's PDF code imports unstructured-inference even for the fast strategy; its
 	# declared dependencies would replace torch (CUDA) and add torchvision: install it alone.
 	$(BIN)/pip install -q --no-deps unstructured-inference==1.6.14
-	# Only for the Compose specification's JSON schema it ships (tests/test_compose.py);
+	# Only for the Compose specification's JSON schema it ships (tests/system/test_compose.py);
 	# its own pins (PyYAML<6, ...) would conflict with ours, and nothing imports it.
 	$(BIN)/pip install -q --no-deps docker-compose==1.29.2
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'

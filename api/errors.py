@@ -116,7 +116,7 @@ _ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
 def _document_errors(app: FastAPI) -> None:
     """Declare the one error shape in the OpenAPI spec, for every operation (``4XX`` and
     ``5XX``), in place of FastAPI's default 422 body (``detail``), which this API never
-    sends. Clients and the schema fuzzer (tests/test_api_fuzz.py) then check errors too."""
+    sends. Clients and the schema fuzzer (tests/api/test_fuzz.py) then check errors too."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:

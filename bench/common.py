@@ -1,4 +1,4 @@
-"""Shared parts of the benchmarks (and of ``tests/test_load.py``): the machine and its load,
+"""Shared parts of the benchmarks (and of ``tests/system/test_load.py``): the machine and its load,
 latency percentiles, a real ``ragkb serve`` in a subprocess on loopback, closed-loop HTTP
 clients, and the server's resident memory.
 
@@ -101,7 +101,7 @@ def ratio(a: float, b: float) -> float:
 
 
 def free_port() -> int:
-    from tests.live_server import free_port as _free_port
+    from tests.support.live_server import free_port as _free_port
 
     return _free_port()
 

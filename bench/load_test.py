@@ -16,7 +16,7 @@ poll it until it is ready or failed, and upload the next.
 Counted as errors: any query answer other than 200, any upload answer other than 202, a
 status poll other than 200, a document that ends failed, a document not ready 60 s after
 the run. The server's RSS is sampled every second; its slope over the last half of the
-run says whether memory keeps growing. ``tests/test_load.py`` runs a short form.
+run says whether memory keeps growing. ``tests/system/test_load.py`` runs a short form.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from bench.common import (
 )
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-OUTCOMES = REPO / "tests" / "fixtures" / "shared_docs_outcomes.tsv"
+OUTCOMES = REPO / "tests" / "support" / "fixtures" / "shared_docs_outcomes.tsv"
 
 
 def upload_files(max_bytes: int = 200_000, sec_pdfs: int = 2) -> list[Path]:

@@ -26,8 +26,8 @@ from core import tenants
 from core.models import Base, KeyRole
 from core.settings import Settings
 from core.tenancy import TenantScope
-from tests.helpers import ADMIN_KEY, TenantCredentials, make_settings
-from tests.openai_server import Behaviour, OpenAITestServer, running_server
+from tests.support.helpers import ADMIN_KEY, TenantCredentials, make_settings
+from tests.support.openai_server import Behaviour, OpenAITestServer, running_server
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -148,7 +148,7 @@ def tenant_b(make_tenant: Callable[..., TenantCredentials]) -> TenantCredentials
     return make_tenant("tenant-b")
 
 
-# --- the OpenAI-compatible test server (tests/openai_server.py) ---------------------------
+# --- the OpenAI-compatible test server (tests/support/openai_server.py) -------------------
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,110 @@
+"""``POST /v1/search`` over HTTP and ``ragkb search`` on the command line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from api.cli import app as cli_app
+from core.db import Database
+from core.settings import Settings, get_settings
+from retrieval.indexer import close_indexers
+from tests.support.helpers import TenantCredentials, assert_error
+from tests.support.indexed_docs import index_document
+
+HANDBOOK = [
+    "Vacation policy: every employee receives 25 days of paid leave per calendar year.",
+    "Expense reports must be submitted within 30 days together with the original receipts.",
+]
+
+
+@pytest.fixture(autouse=True)
+def _close_index() -> Iterator[None]:
+    yield
+    close_indexers()
+
+
+def _index(settings: Settings, who: TenantCredentials, texts: list[str], **kwargs: object) -> str:
+    db = Database.from_settings(settings)
+    try:
+        with db.session() as session:
+            doc, _ = index_document(settings, session, who.scope, texts, **kwargs)
+            return doc.id
+    finally:
+        db.dispose()
+
+
+def test_search_returns_ranked_chunks_with_scores_per_stage(
+    client: TestClient, settings: Settings, tenant_a: TenantCredentials
+) -> None:
+    doc_id = _index(settings, tenant_a, HANDBOOK, filename="handbook.pdf")
+    response = client.post(
+        "/v1/search",
+        json={"query": "paid vacation days", "top_k": 2, "mode": "hybrid"},
+        headers=tenant_a.headers,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    top = body["hits"][0]
+    assert top["document_id"] == doc_id and top["filename"] == "handbook.pdf"
+    assert top["text"] == HANDBOOK[0] and top["page_start"] == 1
+    assert set(top["scores"]) == {"dense", "bm25", "fused", "rerank"}
+    assert body["reranker"].startswith("score-fusion")
+    assert set(body["timings"]) >= {"retrieve_ms", "rerank_ms"}
+
+
+def test_search_is_scoped_to_the_key_tenant(
+    client: TestClient,
+    settings: Settings,
+    tenant_a: TenantCredentials,
+    tenant_b: TenantCredentials,
+) -> None:
+    a_doc = _index(settings, tenant_a, HANDBOOK)
+    _index(settings, tenant_b, ["Vacation: 20 paid days."])
+    for body in (
+        {"query": "paid vacation days"},
+        {"query": "paid vacation days", "document_ids": [a_doc]},
+        {"query": a_doc, "mode": "bm25"},
+    ):
+        response = client.post("/v1/search", json=body, headers=tenant_b.headers)
+        assert response.status_code == 200
+        assert all(h["document_id"] != a_doc for h in response.json()["hits"])
+
+
+def test_bad_requests_get_the_error_shape(
+    client: TestClient, tenant_a: TenantCredentials, admin_headers: dict[str, str]
+) -> None:
+    assert_error(client.post("/v1/search", json={"query": "x"}), 401)
+    assert_error(client.post("/v1/search", json={"query": "x"}, headers=admin_headers), 403)
+    for body in ({"query": ""}, {"query": "x", "top_k": 0}, {"query": "x", "mode": "magic"}):
+        assert_error(client.post("/v1/search", json=body, headers=tenant_a.headers), 422)
+    assert_error(client.post("/v1/search", json={"query": "  "}, headers=tenant_a.headers), 400)
+
+
+def test_cli_search_prints_hits(
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Settings,
+    make_tenant: Callable[..., TenantCredentials],
+    tmp_path: Path,
+) -> None:
+    who = make_tenant("cli-tenant")
+    _index(settings, who, HANDBOOK, filename="handbook.pdf")
+    close_indexers()  # the CLI opens the index itself
+    monkeypatch.setenv("RAGKB_DATA_DIR", str(settings.data_dir))
+    monkeypatch.delenv("RAGKB_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(
+            cli_app, ["search", "paid vacation", "--tenant", "cli-tenant", "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        assert '"filename": "handbook.pdf"' in result.output
+        result = CliRunner().invoke(cli_app, ["search", "x", "--tenant", "nobody"])
+        assert result.exit_code == 1
+        assert "not found" in result.output
+    finally:
+        get_settings.cache_clear()

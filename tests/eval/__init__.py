@@ -1,0 +1,1 @@
+"""Tests of eval/: data sets, metrics, groundedness and the runner."""

@@ -1,0 +1,1 @@
+"""Tests of generation/: answers, citations, prompts, the LLM client, the query log."""
