@@ -3,6 +3,8 @@ and tenants with API keys.
 
 - ``settings``: embedded-mode Settings in a fresh tmp data dir with a migrated SQLite file.
 - ``any_db_settings``: the same, parametrized over SQLite and the local PostgreSQL.
+- ``services``: the app's ``Services`` (session-shared embedders; see
+  ``tests.support.helpers.make_services``), for tests that call the parts directly.
 - ``client``: an HTTP client (httpx through Starlette's TestClient) against ``create_app``.
 - ``make_tenant`` / ``tenant_a`` / ``tenant_b``: tenants with a fresh API key each.
 """
@@ -26,7 +28,13 @@ from core import tenants
 from core.models import Base, KeyRole
 from core.settings import Settings
 from core.tenancy import TenantScope
-from tests.support.helpers import ADMIN_KEY, TenantCredentials, make_settings
+from services.container import Services
+from tests.support.helpers import (
+    ADMIN_KEY,
+    TenantCredentials,
+    make_app,
+    make_settings,
+)
 from tests.support.openai_server import Behaviour, OpenAITestServer, running_server
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -106,9 +114,16 @@ def db(settings: Settings) -> Iterator[database.Database]:
 
 @pytest.fixture
 def app(settings: Settings) -> FastAPI:
-    from api.app import create_app
+    return make_app(settings)
 
-    return create_app(settings)
+
+@pytest.fixture
+def services(app: FastAPI) -> Iterator[Services]:
+    """The test's process services: the app's, as in production one ``Services`` serves a
+    process (two would each open the embedded index, which takes one opener)."""
+    services_: Services = app.state.services
+    yield services_
+    services_.close()
 
 
 @pytest.fixture

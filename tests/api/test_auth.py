@@ -8,14 +8,13 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from core.settings import Settings
-from tests.support.helpers import assert_error
+from tests.support.helpers import assert_error, make_app
 
 
 @pytest.fixture
 def http(any_db_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(any_db_settings), raise_server_exceptions=False) as client:
+    with TestClient(make_app(any_db_settings), raise_server_exceptions=False) as client:
         yield client
 
 

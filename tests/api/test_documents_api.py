@@ -13,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.settings import Settings
-from tests.support.helpers import TenantCredentials, assert_error, make_settings
+from services.container import Services
+from tests.support.helpers import TenantCredentials, assert_error, make_services, make_settings
 
 MARKDOWN = b"""# Travel policy
 
@@ -208,12 +209,12 @@ def test_one_bad_file_never_fails_the_batch(
 def small_limit_client(tmp_path: Path, sqlite_template: Path) -> Iterator[TestClient]:
     import shutil
 
-    from api.app import create_app
+    from tests.support.helpers import make_app
 
     data_dir = tmp_path / "small"
     data_dir.mkdir()
     shutil.copy(sqlite_template, data_dir / "ragkb.db")
-    app = create_app(make_settings(data_dir, max_upload_bytes=1000, max_files_per_upload=2))
+    app = make_app(make_settings(data_dir, max_upload_bytes=1000, max_files_per_upload=2))
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 
@@ -249,10 +250,10 @@ def test_oversized_upload_is_refused_with_413(small_limit_client: TestClient) ->
 
 
 def test_full_lifecycle_on_sqlite_and_postgresql(any_db_settings: Settings) -> None:
-    from api.app import create_app
     from core import tenants
     from core.db import Database
     from core.models import KeyRole
+    from tests.support.helpers import make_app
 
     db = Database.from_settings(any_db_settings)
     with db.session() as session:
@@ -260,7 +261,7 @@ def test_full_lifecycle_on_sqlite_and_postgresql(any_db_settings: Settings) -> N
         key = tenants.issue_key(session, role=KeyRole.TENANT, tenant=tenant).plaintext
     db.dispose()
     headers = {"Authorization": f"Bearer {key}"}
-    with TestClient(create_app(any_db_settings), raise_server_exceptions=False) as client:
+    with TestClient(make_app(any_db_settings), raise_server_exceptions=False) as client:
         files = [("files", ("policy.md", io.BytesIO(MARKDOWN), "text/markdown"))]
         response = client.post("/v1/documents", headers=headers, files=files, data={"tags": "hr"})
         doc_id = response.json()["documents"][0]["id"]
@@ -322,7 +323,9 @@ def test_interrupted_documents_are_requeued_then_failed_and_always_cleaned(
             session.add(
                 Chunk(tenant_id=doc.tenant_id, document_id=doc.id, version=1, ordinal=0, text="x")
             )
-    reaped = reap_interrupted(settings, db)
+    services = make_services(settings, db)
+    reaped = reap_interrupted(services)
+    services.close()
     assert reaped.requeued == [(tenant_a.scope.tenant_id, first.id)]
     assert reaped.failed == [last.id]
     with db.session() as session:
@@ -341,7 +344,7 @@ def test_interrupted_documents_are_requeued_then_failed_and_always_cleaned(
 
 
 def test_a_retried_task_produces_the_same_chunks(
-    client: TestClient, tenant_a: TenantCredentials, settings: Settings
+    client: TestClient, tenant_a: TenantCredentials, settings: Settings, services: Services
 ) -> None:
     from datetime import timedelta
 
@@ -350,7 +353,6 @@ def test_a_retried_task_produces_the_same_chunks(
     from core.db import Database
     from core.models import Document, DocumentStatus, utcnow
     from ingest.pipeline import process_document
-    from retrieval.indexer import get_indexer
 
     doc = upload(client, tenant_a, ("policy.md", MARKDOWN)).json()["documents"][0]
     wait_done(client, tenant_a, doc["id"])
@@ -365,15 +367,14 @@ def test_a_retried_task_produces_the_same_chunks(
             .where(Document.id == doc["id"])
             .values(status=DocumentStatus.INDEXING, heartbeat_at=stale)
         )
-    status = process_document(settings, db, tenant_a.scope.tenant_id, doc["id"], final_attempt=True)
+    status = process_document(services, tenant_a.scope.tenant_id, doc["id"], final_attempt=True)
     assert status == DocumentStatus.READY
     after = [(c["id"], c["text"]) for c in client.get(chunks_url, headers=tenant_a.headers).json()]
     assert after == before
-    assert get_indexer(settings).count(tenant_a.scope, document_id=doc["id"]) == len(before)
+    assert services.indexer.count(tenant_a.scope, document_id=doc["id"]) == len(before)
     # A document that is ready is not processed again.
     assert (
-        process_document(settings, db, tenant_a.scope.tenant_id, doc["id"], final_attempt=True)
-        is None
+        process_document(services, tenant_a.scope.tenant_id, doc["id"], final_attempt=True) is None
     )
     db.dispose()
 

@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from core.settings import get_settings
-from retrieval.indexer import close_indexers
 from tests.support.helpers import FIXTURE_DIR
 
 FIXTURES = FIXTURE_DIR / "eval"
@@ -24,7 +23,6 @@ def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[CliRunner]:
     monkeypatch.delenv("RAGKB_DATABASE_URL", raising=False)
     get_settings.cache_clear()
     yield CliRunner()
-    close_indexers()
     get_settings.cache_clear()
 
 

@@ -51,7 +51,7 @@ CHECKS = [
 
 @pytest.fixture
 def fuzz_app(settings: Settings) -> FastAPI:
-    from api.app import create_app
+    from tests.support.helpers import make_app
 
     # Fuzzing sends requests back to back: the rate limits must not turn them into 429s.
     relaxed = make_settings(
@@ -61,7 +61,7 @@ def fuzz_app(settings: Settings) -> FastAPI:
         rate_limit_tenant_rps=10_000.0,
         rate_limit_tenant_burst=10_000,
     )
-    return create_app(relaxed)
+    return make_app(relaxed)
 
 
 @pytest.fixture

@@ -14,11 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.app import create_app
 from core.metrics import NO_TENANT
 from core.settings import Settings
-from retrieval.indexer import close_indexers
-from tests.support.helpers import TenantCredentials
+from tests.support.helpers import TenantCredentials, make_app
 from tests.support.openai_server import Behaviour, OpenAITestServer, free_port
 
 NOTES = (
@@ -51,7 +49,7 @@ def make_client(settings: Settings) -> Iterator[Callable[..., TestClient]]:
     clients: list[TestClient] = []
 
     def make(**overrides: object) -> TestClient:
-        client = TestClient(create_app(settings.model_copy(update=overrides)))
+        client = TestClient(make_app(settings.model_copy(update=overrides)))
         client.__enter__()
         clients.append(client)
         return client
@@ -59,7 +57,6 @@ def make_client(settings: Settings) -> Iterator[Callable[..., TestClient]]:
     yield make
     for client in clients:
         client.__exit__(None, None, None)
-    close_indexers()
 
 
 def _upload_and_wait(client: TestClient, tenant: TenantCredentials) -> str:

@@ -17,8 +17,7 @@ from sqlalchemy import select
 from core import db as database
 from core.models import Chunk, Document, DocumentStatus, QueryLog
 from core.settings import Settings
-from retrieval.indexer import close_indexers, get_indexer
-from tests.support.helpers import TenantCredentials, assert_error
+from tests.support.helpers import TenantCredentials, assert_error, make_app, make_services
 from tests.support.openai_server import Behaviour, OpenAITestServer, free_port, running_server
 
 INJECTION = (
@@ -55,6 +54,7 @@ def add_documents(
 ) -> dict[str, str]:
     """Store ready documents with their chunks and index them (filename -> document id)."""
     db = database.Database.from_settings(settings)
+    services = make_services(settings, db)  # closed below: the app opens the index next
     ids: dict[str, str] = {}
     try:
         with db.session() as session:
@@ -90,9 +90,10 @@ def add_documents(
                 ]
                 session.add_all(chunks)
                 session.flush()
-                get_indexer(settings).index(tenant.scope, session, chunks)
+                services.indexer.index(tenant.scope, session, chunks)
                 ids[filename] = document.id
     finally:
+        services.close()
         db.dispose()
     return ids
 
@@ -100,13 +101,11 @@ def add_documents(
 @pytest.fixture
 def app_for(settings: Settings) -> Iterator[Callable[..., TestClient]]:
     """A client for an app built with these settings plus overrides (e.g. an LLM URL)."""
-    from api.app import create_app
-
     clients: list[TestClient] = []
 
     def _make(**overrides: Any) -> TestClient:
         client = TestClient(
-            create_app(settings.model_copy(update=overrides)), raise_server_exceptions=False
+            make_app(settings.model_copy(update=overrides)), raise_server_exceptions=False
         )
         clients.append(client.__enter__())
         return client
@@ -114,7 +113,6 @@ def app_for(settings: Settings) -> Iterator[Callable[..., TestClient]]:
     yield _make
     for client in clients:
         client.__exit__(None, None, None)
-    close_indexers()
 
 
 @pytest.fixture
@@ -410,4 +408,3 @@ def test_ragkb_ask_prints_the_answer_and_its_citations(
         assert len(query_logs(settings)) == 2
     finally:
         get_settings.cache_clear()
-        close_indexers()

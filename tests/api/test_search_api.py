@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,9 +10,8 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from api.cli import app as cli_app
-from core.db import Database
 from core.settings import Settings, get_settings
-from retrieval.indexer import close_indexers
+from services.container import Services
 from tests.support.helpers import TenantCredentials, assert_error
 from tests.support.indexed_docs import index_document
 
@@ -22,26 +21,16 @@ HANDBOOK = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _close_index() -> Iterator[None]:
-    yield
-    close_indexers()
-
-
-def _index(settings: Settings, who: TenantCredentials, texts: list[str], **kwargs: object) -> str:
-    db = Database.from_settings(settings)
-    try:
-        with db.session() as session:
-            doc, _ = index_document(settings, session, who.scope, texts, **kwargs)
-            return doc.id
-    finally:
-        db.dispose()
+def _index(services: Services, who: TenantCredentials, texts: list[str], **kwargs: object) -> str:
+    with services.db.session() as session:
+        doc, _ = index_document(services.indexer, session, who.scope, texts, **kwargs)
+        return doc.id
 
 
 def test_search_returns_ranked_chunks_with_scores_per_stage(
-    client: TestClient, settings: Settings, tenant_a: TenantCredentials
+    client: TestClient, services: Services, tenant_a: TenantCredentials
 ) -> None:
-    doc_id = _index(settings, tenant_a, HANDBOOK, filename="handbook.pdf")
+    doc_id = _index(services, tenant_a, HANDBOOK, filename="handbook.pdf")
     response = client.post(
         "/v1/search",
         json={"query": "paid vacation days", "top_k": 2, "mode": "hybrid"},
@@ -59,12 +48,12 @@ def test_search_returns_ranked_chunks_with_scores_per_stage(
 
 def test_search_is_scoped_to_the_key_tenant(
     client: TestClient,
-    settings: Settings,
+    services: Services,
     tenant_a: TenantCredentials,
     tenant_b: TenantCredentials,
 ) -> None:
-    a_doc = _index(settings, tenant_a, HANDBOOK)
-    _index(settings, tenant_b, ["Vacation: 20 paid days."])
+    a_doc = _index(services, tenant_a, HANDBOOK)
+    _index(services, tenant_b, ["Vacation: 20 paid days."])
     for body in (
         {"query": "paid vacation days"},
         {"query": "paid vacation days", "document_ids": [a_doc]},
@@ -88,12 +77,13 @@ def test_bad_requests_get_the_error_shape(
 def test_cli_search_prints_hits(
     monkeypatch: pytest.MonkeyPatch,
     settings: Settings,
+    services: Services,
     make_tenant: Callable[..., TenantCredentials],
     tmp_path: Path,
 ) -> None:
     who = make_tenant("cli-tenant")
-    _index(settings, who, HANDBOOK, filename="handbook.pdf")
-    close_indexers()  # the CLI opens the index itself
+    _index(services, who, HANDBOOK, filename="handbook.pdf")
+    services.close()  # the CLI opens the index itself
     monkeypatch.setenv("RAGKB_DATA_DIR", str(settings.data_dir))
     monkeypatch.delenv("RAGKB_DATABASE_URL", raising=False)
     get_settings.cache_clear()

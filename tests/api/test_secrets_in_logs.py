@@ -9,9 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from api.app import create_app
 from core.settings import Settings
-from tests.support.helpers import ADMIN_KEY, TenantCredentials
+from tests.support.helpers import ADMIN_KEY, TenantCredentials, make_app
 
 
 def test_no_secret_in_logs_or_errors(
@@ -34,7 +33,7 @@ def test_no_secret_in_logs_or_errors(
     wrong_key = tenant_a.key[:-6] + "ZZZZZZ"
     with (
         caplog.at_level(logging.DEBUG),
-        TestClient(create_app(configured), raise_server_exceptions=False) as client,
+        TestClient(make_app(configured), raise_server_exceptions=False) as client,
     ):
         bodies = [
             client.get("/v1/me", headers=tenant_a.headers).text,

@@ -11,9 +11,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from core.logging import JsonFormatter
-from tests.support.helpers import TenantCredentials, assert_error, make_settings
+from tests.support.helpers import TenantCredentials, assert_error, make_app, make_settings
 
 
 def test_healthz_and_readyz(client: TestClient) -> None:
@@ -28,7 +27,7 @@ def test_readyz_reports_an_unreachable_database(tmp_path: Path) -> None:
         tmp_path,
         database_url="postgresql+psycopg://postgres@127.0.0.1:1/nowhere?connect_timeout=2",
     )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with TestClient(make_app(settings), raise_server_exceptions=False) as client:
         r = client.get("/readyz")
     error = assert_error(r, 503, "service_unavailable")
     assert "database" in error["message"]

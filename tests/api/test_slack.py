@@ -15,10 +15,9 @@ from urllib.parse import urlencode
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from core.db import Database
 from core.settings import Settings
-from tests.support.helpers import TenantCredentials, assert_error
+from tests.support.helpers import TenantCredentials, assert_error, make_app
 from tests.support.indexed_docs import index_document
 from tests.support.slack_recorder import SlackRecorder, slack_recorder
 
@@ -65,24 +64,24 @@ def slack_client(
     tenant_b: TenantCredentials,
 ) -> Iterator[TestClient]:
     configured = settings.model_copy(update={"slack_api_base_url": recorder.base_url})
-    db = Database.from_settings(configured)
-    with db.session() as session:
+    app = make_app(configured)
+    services = app.state.services
+    with services.db.session() as session:
         index_document(
-            configured,
+            services.indexer,
             session,
             tenant_a.scope,
             ["The Apollo project budget for 2026 is 4.2 million euros, approved in March."],
             filename="apollo-budget.pdf",
         )
         index_document(
-            configured,
+            services.indexer,
             session,
             tenant_b.scope,
             ["The Zephyr cafeteria opens at 7:30 and serves vegan lunch on Fridays."],
             filename="zephyr-cafeteria.txt",
         )
-    db.dispose()
-    with TestClient(create_app(configured), raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False) as client:
         for team, tenant, secret in (("TA1", "tenant-a", SECRET_A), ("TB2", "tenant-b", SECRET_B)):
             r = client.post(
                 f"/v1/admin/tenants/{tenant}/slack",

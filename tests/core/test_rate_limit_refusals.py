@@ -9,11 +9,10 @@ from collections.abc import Callable, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from core.errors import RateLimited
 from core.ratelimit import Bucket, MemoryLimiter, RecentRefusals
 from core.settings import Settings
-from tests.support.helpers import TenantCredentials, assert_error
+from tests.support.helpers import TenantCredentials, assert_error, make_app
 
 
 class CountingLimiter(MemoryLimiter):
@@ -36,7 +35,7 @@ def _client(settings: Settings, memory_s: float) -> tuple[TestClient, CountingLi
             "rate_limit_refusal_memory_s": memory_s,
         }
     )
-    app = create_app(tight)
+    app = make_app(tight)
     limiter = CountingLimiter()
     app.state.limiter = limiter
     return TestClient(app, raise_server_exceptions=False), limiter

@@ -11,11 +11,10 @@ from contextlib import ExitStack
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from core.errors import RateLimited, ServiceUnavailable
 from core.ratelimit import Bucket, Limiter, MemoryLimiter, RedisLimiter, concurrency_slot
 from core.settings import Settings
-from tests.support.helpers import TenantCredentials, assert_error
+from tests.support.helpers import TenantCredentials, assert_error, make_app
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -65,7 +64,7 @@ def limited_client(request: pytest.FixtureRequest, settings: Settings) -> Iterat
             "rate_limit_tenant_burst": 5,
         }
     )
-    with TestClient(create_app(tight), raise_server_exceptions=False) as client:
+    with TestClient(make_app(tight), raise_server_exceptions=False) as client:
         yield client
 
 
@@ -106,7 +105,7 @@ def test_api_answers_503_when_redis_is_down(
     settings: Settings, tenant_a: TenantCredentials
 ) -> None:
     down = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
-    with TestClient(create_app(down), raise_server_exceptions=False) as client:
+    with TestClient(make_app(down), raise_server_exceptions=False) as client:
         assert_error(client.get("/v1/me", headers=tenant_a.headers), 503, "limiter_unavailable")
         ready = client.get("/readyz")
     assert_error(ready, 503, "service_unavailable")

@@ -8,6 +8,7 @@ from typing import Any
 
 from eval.groundedness import LexicalJudge, LLMJudge, groundedness, make_judge
 from generation.sources import Source
+from retrieval.rerank import load_reranker
 from tests.support.helpers import make_settings
 from tests.support.openai_server import OpenAITestServer
 
@@ -28,14 +29,15 @@ def test_llm_judge_asks_per_sentence_and_source(server: OpenAITestServer, tmp_pa
     settings = make_settings(
         tmp_path, llm_base_url=server.base_url, llm_model="test-model", llm_retries=0
     )
-    judge = make_judge(settings)
+    judge = make_judge(settings, load_reranker(settings))
     assert isinstance(judge, LLMJudge) and judge.name.startswith("llm")
     assert groundedness(ANSWER, SOURCES, judge) == 1 / 3
     assert len(server.chat_requests) == 2  # the uncited sentence needs no call
 
 
 def test_lexical_judge_is_the_fallback(tmp_path: Path) -> None:
-    judge = make_judge(make_settings(tmp_path))
+    plain = make_settings(tmp_path)
+    judge = make_judge(plain, load_reranker(plain))
     assert isinstance(judge, LexicalJudge)
     assert groundedness(ANSWER, SOURCES, judge) == 1 / 3
     assert groundedness("", SOURCES, judge) is None

@@ -16,19 +16,20 @@ from core.settings import Settings
 from eval.datasets import Dataset, load_beir, load_squad
 from eval.runner import RunOptions
 from eval.runs import compare, run_dataset
+from services.container import Services
 from tests.support.helpers import FIXTURE_DIR, SHARED_DATA
 
 FIXTURES = FIXTURE_DIR / "eval"
 
 
 def test_beir_run_writes_reports_stores_the_run_and_reuses_the_corpus(
-    settings: Settings, db: database.Database, tmp_path: Path
+    settings: Settings, db: database.Database, services: Services, tmp_path: Path
 ) -> None:
     data = load_beir(FIXTURES / "beir")
     out = tmp_path / "run1"
     seen: list[float] = []
     run_id, results = run_dataset(
-        settings, db, data, RunOptions(), out_dir=out, progress=lambda f, _: seen.append(f)
+        services, data, RunOptions(), out_dir=out, progress=lambda f, _: seen.append(f)
     )
     assert seen and seen[-1] == pytest.approx(1.0)
     modes = results["modes"]
@@ -56,7 +57,7 @@ def test_beir_run_writes_reports_stores_the_run_and_reuses_the_corpus(
         assert "per_query" not in run.results and run.report_path == str(out)
 
     # Same corpus again: reused, not re-indexed; compared with the first run.
-    _, again = run_dataset(settings, db, data, RunOptions(modes=["bm25"], baselines=False))
+    _, again = run_dataset(services, data, RunOptions(modes=["bm25"], baselines=False))
     assert again["corpus"]["reused"]
     assert again["comparison"]["previous_run"] == run_id
     assert again["comparison"]["regressions"] == []
@@ -71,10 +72,12 @@ def test_a_drop_beyond_the_tolerance_is_a_regression() -> None:
     assert result["deltas"]["hybrid"]["recall@100"] == pytest.approx(-0.004)
 
 
-def test_chinese_squad_set_with_answers(settings: Settings, db: database.Database) -> None:
+def test_chinese_squad_set_with_answers(
+    settings: Settings, db: database.Database, services: Services
+) -> None:
     data = load_squad(FIXTURES / "squad_zh.json")
     _, results = run_dataset(
-        settings, db, data, RunOptions(modes=["bm25", "hybrid+rerank"], answers=True)
+        services, data, RunOptions(modes=["bm25", "hybrid+rerank"], answers=True)
     )
     assert results["modes"]["bm25"]["recall@10"] == pytest.approx(1.0)
     answers = results["answers"]
@@ -89,7 +92,7 @@ def test_chinese_squad_set_with_answers(settings: Settings, db: database.Databas
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "scifact").is_dir(), reason="needs ../shared/data/scifact")
-def test_scifact_subset(settings: Settings, db: database.Database) -> None:
+def test_scifact_subset(settings: Settings, db: database.Database, services: Services) -> None:
     """30 SciFact test queries with their documents and 120 distractors."""
     full = load_beir(SHARED_DATA / "scifact", "test")
     queries = full.queries[:30]
@@ -97,7 +100,7 @@ def test_scifact_subset(settings: Settings, db: database.Database) -> None:
     distractors = [p for p in full.passages if p not in wanted][:120]
     passages = {p: full.passages[p] for p in [*sorted(wanted), *distractors]}
     data = Dataset("scifact-subset", "passages", queries, passages)
-    _, results = run_dataset(settings, db, data, RunOptions(modes=["bm25", "hybrid+rerank"]))
+    _, results = run_dataset(services, data, RunOptions(modes=["bm25", "hybrid+rerank"]))
     assert results["modes"]["bm25"]["ndcg@10"] > 0.6
     assert results["modes"]["hybrid+rerank"]["ndcg@10"] > 0.6
     assert results["modes"]["rank_bm25"]["ndcg@10"] > 0.5

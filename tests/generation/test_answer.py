@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from core.settings import Settings
 from generation.answer import AnswerResult, TokenEvent, answer_question, stream_answer
 from generation.extractive import ExtractiveGenerator
-from generation.generator import build_generator, get_generator, readiness
+from generation.generator import build_generator, readiness
 from generation.llm import GeneratorUnavailable, LLMClient
 from generation.sources import Source
-from tests.support.helpers import make_settings
+from tests.support.helpers import make_services, make_settings
 from tests.support.openai_server import Behaviour, OpenAITestServer, free_port
 
 INJECTION = (
@@ -261,24 +261,25 @@ def test_unavailable_llm_raises_before_any_token(tmp_path: Path) -> None:
     assert caught.value.status_code == 503
 
 
-def test_get_generator_is_shared_and_readiness_reports_why(
+def test_the_process_generator_is_shared_and_readiness_reports_why(
     tmp_path: Path, server: OpenAITestServer
 ) -> None:
-    embedded = make_settings(tmp_path)
-    assert get_generator(embedded) is get_generator(embedded)
-    assert readiness(embedded)["generator"] == "extractive"
+    embedded = make_services(make_settings(tmp_path))
+    assert embedded.generator is embedded.generator
+    assert embedded.generator_health()["generator"] == "extractive"
 
-    config = llm_settings(tmp_path, server.base_url, llm_breaker_failures=1)
-    client = get_generator(config)
-    assert isinstance(client, LLMClient) and get_generator(config) is client
-    assert readiness(config)["models"] == ["test-model"]
+    services = make_services(llm_settings(tmp_path, server.base_url, llm_breaker_failures=1))
+    client = services.generator
+    assert isinstance(client, LLMClient) and services.generator is client
+    assert services.generator_health()["models"] == ["test-model"]
     server.behaviour.mode = "error500"
     with pytest.raises(GeneratorUnavailable):
-        answer_question("Apple sales?", CORPUS, client, config)
+        answer_question("Apple sales?", CORPUS, client, services.settings)
+    # The readiness check sees the breaker the answers opened: one generator per process.
     with pytest.raises(GeneratorUnavailable, match=r"circuit breaker open.*HTTP 500"):
-        readiness(config)
+        services.generator_health()
 
-    down = llm_settings(tmp_path, f"http://127.0.0.1:{free_port()}/v1")
+    down = build_generator(llm_settings(tmp_path, f"http://127.0.0.1:{free_port()}/v1"))
     with pytest.raises(GeneratorUnavailable, match="ConnectError"):
         readiness(down)
 

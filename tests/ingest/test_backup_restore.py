@@ -31,9 +31,9 @@ pytestmark = pytest.mark.skipif(not PDF.exists(), reason=f"{PDF} not found")
 
 
 def _client(settings: Settings) -> TestClient:
-    from api.app import create_app
+    from tests.support.helpers import make_app
 
-    return TestClient(create_app(settings), raise_server_exceptions=False)
+    return TestClient(make_app(settings), raise_server_exceptions=False)
 
 
 def _answers(client: TestClient, creds: TenantCredentials) -> list[dict[str, Any]]:

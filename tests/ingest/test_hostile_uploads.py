@@ -22,7 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.settings import Settings
-from tests.support.helpers import SHARED_DATA, TenantCredentials, assert_error
+from tests.support.helpers import SHARED_DATA, TenantCredentials, assert_error, make_services
 
 SENTENCE = "The quarterly safety review covered the northern warehouse and its loading docks. "
 SAMPLE_PDF = SHARED_DATA / "docs" / "pdf" / "layout-parser-paper-fast.pdf"
@@ -187,11 +187,12 @@ def test_in_process_ingestion_is_bounded_in_time(settings: Settings, make_tenant
     # model_copy skips validation: a limit of 0 s is over as soon as parsing is done.
     hurried = settings.model_copy(update={"ingest_time_limit_s": 0})
     db = Database.from_settings(settings)
+    services = make_services(hurried, db)
     try:
         with db.session() as session:
             text = io.BytesIO(f"# Slow\n\n{SENTENCE * 20}".encode())
             doc_id = add_document(session, settings, tenant.scope, "slow.md", text).document.id
-        status = process_document(hurried, db, tenant.scope.tenant_id, doc_id, final_attempt=True)
+        status = process_document(services, tenant.scope.tenant_id, doc_id, final_attempt=True)
         assert status == DocumentStatus.FAILED
         with db.session() as session:
             doc = session.get(Document, doc_id)
@@ -199,4 +200,5 @@ def test_in_process_ingestion_is_bounded_in_time(settings: Settings, make_tenant
             assert "longer than the limit of 0 s" in doc.error
             assert session.query(Chunk).filter(Chunk.document_id == doc_id).count() == 0
     finally:
+        services.close()
         db.dispose()

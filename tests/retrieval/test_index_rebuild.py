@@ -32,9 +32,9 @@ MODES = ["hybrid", "dense", "bm25"]
 
 
 def _client(settings: Settings) -> TestClient:
-    from api.app import create_app
+    from tests.support.helpers import make_app
 
-    return TestClient(create_app(settings), raise_server_exceptions=False)
+    return TestClient(make_app(settings), raise_server_exceptions=False)
 
 
 def _ingest(client: TestClient, creds: TenantCredentials) -> None:

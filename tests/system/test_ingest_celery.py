@@ -32,6 +32,7 @@ from tests.support.celery_workers import (
     wait_for_document,
     worker_env,
 )
+from tests.support.helpers import make_services
 
 REDIS_URL = "redis://127.0.0.1:6379/13"  # a database of its own: no collision with others
 SENTENCE = (
@@ -125,12 +126,11 @@ def test_real_worker_processes_and_a_killed_worker_never_leaves_a_document_stuck
     second.wait(timeout=30)
     queue.close()
 
-    from retrieval.indexer import close_indexers, get_indexer
-
+    services = make_services(settings, db)
     try:
-        indexer = get_indexer(settings)
+        indexer = services.indexer
         assert indexer.count(scope, document_id=small) == done.chunk_count
         assert indexer.count(scope, document_id=big) == finished.chunk_count
     finally:
-        close_indexers()
+        services.close()
         db.dispose()

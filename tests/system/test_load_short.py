@@ -98,7 +98,7 @@ def pg_tenant(load_settings: Settings) -> Iterator[TenantCredentials]:
 def test_queries_and_uploads_under_load_without_errors_or_memory_growth(
     load_settings: Settings, pg_tenant: TenantCredentials
 ) -> None:
-    from api.app import create_app
+    from tests.support.helpers import make_app
 
     headers = pg_tenant.headers
     errors: list[str] = []
@@ -148,7 +148,7 @@ def test_queries_and_uploads_under_load_without_errors_or_memory_growth(
                     errors.append(f"query {r.status_code}: {r.text[:200]}")
                 i += 1
 
-    with serve(create_app(load_settings)) as base_url:
+    with serve(make_app(load_settings)) as base_url:
         with httpx.Client(base_url=base_url, timeout=60) as client:
             for n in range(3):  # something to find, and every model loaded: warm
                 doc_id = upload(client, n)

@@ -35,9 +35,9 @@ def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
 
 @pytest.fixture
 def redis_client(settings: Settings, own_redis: RedisProcess) -> Iterator[TestClient]:
-    from api.app import create_app
+    from tests.support.helpers import make_app
 
-    app = create_app(make_settings(settings.data_dir, redis_url=own_redis.url))
+    app = make_app(make_settings(settings.data_dir, redis_url=own_redis.url))
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 

@@ -47,9 +47,14 @@ from core.settings import Settings
 from core.tenancy import TenantScope
 from ingest.celery_app import TASK_NAME
 from ingest.queue import CeleryQueue
-from retrieval.indexer import close_indexers, get_indexer
 from tests.support.celery_workers import LOCAL_REDIS, Workers, clean_env, redis_available
-from tests.support.helpers import ADMIN_KEY, REPO_ROOT, TenantCredentials, make_settings
+from tests.support.helpers import (
+    ADMIN_KEY,
+    REPO_ROOT,
+    TenantCredentials,
+    make_services,
+    make_settings,
+)
 from tests.support.live_server import free_port
 
 REDIS_URL = f"{LOCAL_REDIS}/11"  # a database of its own
@@ -348,7 +353,11 @@ def _check_each_document_ingested_once(c: Cluster, db: Database, ids: list[str])
         index_dirs: list[Path | None] = [*c.worker_index_dirs] or [None]  # None: the server
         for index_dir in index_dirs:
             settings = c.settings.model_copy(update={"qdrant_path": index_dir})
-            counts.append(get_indexer(settings).count(scope, document_id=document_id))
+            services = make_services(settings, db)
+            try:
+                counts.append(services.indexer.count(scope, document_id=document_id))
+            finally:
+                services.close()
         assert sorted(counts, reverse=True)[0] == expected and sum(counts) == expected, counts
 
 
@@ -396,7 +405,6 @@ def test_two_api_and_two_worker_processes_share_state_and_never_duplicate_work(
         try:
             _check_each_document_ingested_once(c, db, ids)
         finally:
-            close_indexers()
             db.dispose()
         print(f"\n{len(ids)} documents through 2 API + 2 worker processes in {elapsed:.1f}s")
 

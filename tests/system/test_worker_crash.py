@@ -34,7 +34,7 @@ from tests.support.celery_workers import (
     wait_for_document,
     worker_env,
 )
-from tests.support.helpers import SHARED_DATA
+from tests.support.helpers import SHARED_DATA, make_services
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
 BIG_PDF = SHARED_DATA / "sec-10-q" / "docs" / "2023 Q1 AMZN.pdf"
@@ -124,24 +124,31 @@ def test_worker_killed_mid_pdf_leaves_no_duplicates_and_nothing_half_searchable(
 def _assert_searchable(
     settings: Settings, db: Database, scope: TenantScope, query: str, small: Document, big_id: str
 ) -> None:
-    from retrieval.indexer import close_indexers
     from retrieval.search import SearchRequest, search
 
+    services = make_services(settings, db)
     try:
         with db.session() as session:
-            hits = search(settings, session, scope, SearchRequest(query=query, top_k=50)).hits
+            request = SearchRequest(query=query, top_k=50)
+            hits = search(
+                settings,
+                session,
+                scope,
+                request,
+                indexer=services.indexer,
+                reranker=services.reranker,
+            ).hits
         assert big_id not in {h.document_id for h in hits}
     finally:
-        close_indexers()
+        services.close()
 
 
 def _assert_consistent(
     settings: Settings, db: Database, scope: TenantScope, expected: dict[str, int]
 ) -> None:
-    from retrieval.indexer import close_indexers, get_indexer
-
+    services = make_services(settings, db)
     try:
-        indexer = get_indexer(settings)
+        indexer = services.indexer
         with db.session() as session:
             for document_id, chunk_count in expected.items():
                 rows, ordinals = session.execute(
@@ -158,7 +165,7 @@ def _assert_consistent(
             assert stats is not None
             assert stats.doc_count == indexed, (stats.doc_count, indexed)
     finally:
-        close_indexers()
+        services.close()
 
 
 def test_points_written_without_their_statistics_are_discarded_without_drift(
@@ -169,19 +176,18 @@ def test_points_written_without_their_statistics_are_discarded_without_drift(
     must not subtract statistics that were never added."""
     from datetime import timedelta
 
-    from ingest.index_handoff import index_chunks
-
     from core.models import utcnow
     from ingest.pipeline import _claim, _parse_and_chunk, process_document, reap_interrupted
-    from retrieval.indexer import close_indexers, get_indexer
 
     tenant = make_tenant()
     scope: TenantScope = tenant.scope  # type: ignore[attr-defined]
     db = Database.from_settings(settings)
+    services = make_services(settings, db)
+    indexer = services.indexer
     try:
         with db.session() as session:
             ready = add_document(session, settings, scope, "parking.md", io.BytesIO(SMALL))
-        assert process_document(settings, db, scope.tenant_id, ready.document.id,
+        assert process_document(services, scope.tenant_id, ready.document.id,
                                 final_attempt=True) == DocumentStatus.READY  # fmt: skip
         body = b"# Lifts\n\n" + b"The goods lift in block D carries at most 800 kg. " * 200
         with db.session() as session:
@@ -189,23 +195,22 @@ def test_points_written_without_their_statistics_are_discarded_without_drift(
         doc_id = crashed.document.id
         assert _claim(settings, db, scope, doc_id)
         path = settings.files_dir / crashed.document.storage_path
-        chunk_ids = _parse_and_chunk(settings, db, scope, doc_id, 1, "lifts.md", path)
+        chunk_ids = _parse_and_chunk(services, scope, doc_id, 1, "lifts.md", path)
         with db.session() as session:  # points upserted, statistics never committed
             chunks = list(session.scalars(select(Chunk).where(Chunk.id.in_(chunk_ids))))
-            index_chunks(settings, scope, session, chunks)
+            indexer.index(scope, session, chunks)
             session.rollback()
-        indexer = get_indexer(settings)
         assert indexer.count(scope, document_id=doc_id) == len(chunk_ids) > 0
         with db.session() as session:  # its heartbeat stops
             row = session.get(Document, doc_id)
             assert row is not None
             row.heartbeat_at = utcnow() - timedelta(hours=1)
-        assert reap_interrupted(settings, db).requeued == [(scope.tenant_id, doc_id)]
+        assert reap_interrupted(services).requeued == [(scope.tenant_id, doc_id)]
         with db.session() as session:
             stats = session.get(Bm25CorpusStat, scope.tenant_id)
             ready_chunks = session.get(Document, ready.document.id).chunk_count  # type: ignore[union-attr]
             assert indexer.count(scope) == ready_chunks
             assert stats is not None and stats.doc_count == ready_chunks
     finally:
-        close_indexers()
+        services.close()
         db.dispose()
