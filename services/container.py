@@ -14,7 +14,7 @@ from functools import cached_property
 
 from core.db import Database
 from core.settings import Settings
-from generation.generator import Generator, build_generator
+from generation.generator import Generator, get_generator
 from retrieval.indexer import ChunkIndexer, get_indexer
 from retrieval.rerank import Reranker, get_reranker
 
@@ -37,7 +37,8 @@ class Services:
 
     @cached_property
     def generator(self) -> Generator:
-        return build_generator(self.settings)
+        # The process-wide one for now: /readyz reports its circuit breaker's state.
+        return get_generator(self.settings)
 
     def close(self) -> None:
         """Flush and close what the process opened (the index, the database pool)."""
