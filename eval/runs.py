@@ -25,6 +25,7 @@ from eval import corpus as corpora
 from eval import report
 from eval.datasets import Dataset, questions_from_records
 from eval.runner import RunOptions, evaluate
+from services.container import build_services
 
 log = logging.getLogger("ragkb.eval")
 
@@ -196,9 +197,11 @@ def execute(
                 scope = TenantScope(scope.tenant_id, tenant.slug if tenant else "")
                 corpus = corpora.tenant_corpus(session, scope)
         prepared = time.perf_counter()
+        # While Services is backed by the process-wide indexer, reranker and generator, a
+        # new one uses the process's own parts; the callers (eval.tasks, the CLI) should
+        # hand theirs in (issue #13 follow-up).
         results = evaluate(
-            settings,
-            db,
+            build_services(settings, db),
             dataset,
             corpus,
             options,
