@@ -23,7 +23,6 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import db as database
 from core.models import Chunk, Document
 from core.settings import Settings
 from core.tenancy import scoped
@@ -32,14 +31,12 @@ from eval.corpus import Corpus, judgements
 from eval.datasets import Dataset
 from eval.groundedness import groundedness as grounded_share
 from eval.groundedness import make_judge
-from generation.answer import answer_question
 from generation.citations import MARKER
-from generation.generator import get_generator
-from generation.sources import sources_from_hits
-from retrieval.indexer import get_indexer, index_text
-from retrieval.rerank import get_reranker
+from retrieval.indexer import index_text
 from retrieval.search import SearchHit, SearchRequest, SearchResponse, search, searchable
 from retrieval.tokenizer import tokenize
+from services.answering import Question, answer
+from services.container import Services
 
 PIPELINE_MODE = "hybrid+rerank"
 DEFAULT_MODES = ("bm25", "dense", "hybrid", PIPELINE_MODE)
@@ -77,8 +74,7 @@ class _ModeRun:
 
 
 def evaluate(
-    settings: Settings,
-    db: database.Database,
+    services: Services,
     dataset: Dataset,
     corpus: Corpus,
     options: RunOptions,
@@ -86,6 +82,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """``results.json`` without the comparison with earlier runs (see ``eval.runs``)."""
     options.validate()
+    settings = services.settings
     started = time.perf_counter()
     qrels = judgements(dataset, corpus)
     queries = dataset.queries
@@ -103,17 +100,17 @@ def evaluate(
     runs: dict[str, _ModeRun] = {}
     first_stage: dict[str, dict[str, list[str]]] = {}
     reranked: dict[str, SearchResponse] = {}
-    with db.session() as session:
+    with services.db.session() as session:
         for mode in modes:
             if mode in BASELINES:
-                runs[mode] = _baseline(settings, session, corpus, queries, mode, options, step)
+                runs[mode] = _baseline(services, session, corpus, queries, mode, options, step)
             else:
                 runs[mode] = _pipeline(
-                    settings, session, corpus, queries, mode, options, first_stage,
+                    services, session, corpus, queries, mode, options, first_stage,
                     reranked, step,
                 )  # fmt: skip
         answers = (
-            _answers(settings, session, corpus, dataset, qrels, reranked, step)
+            _answers(services, session, corpus, dataset, qrels, reranked, step)
             if options.answers
             else None
         )
@@ -154,13 +151,13 @@ def evaluate(
     results["ratios"] = _ratios(results["modes"])
     if answers is not None:
         results["answers"] = answers
-    results["reranker"] = get_reranker(settings).name
+    results["reranker"] = services.reranker.name
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     return results
 
 
 def _pipeline(
-    settings: Settings,
+    services: Services,
     session: Session,
     corpus: Corpus,
     queries: list[Any],
@@ -170,6 +167,7 @@ def _pipeline(
     reranked: dict[str, SearchResponse],
     step: Callable[[str], None],
 ) -> _ModeRun:
+    settings = services.settings
     base = mode.removesuffix("+rerank")
     rerank = mode.endswith("+rerank")
     run = _ModeRun()
@@ -180,6 +178,7 @@ def _pipeline(
             found = search(
                 settings, session, corpus.scope,
                 SearchRequest(query=q.text, top_k=options.depth, mode=base, rerank=False),
+                indexer=services.indexer, reranker=services.reranker,
             )  # fmt: skip
             ranked = _documents(corpus, found.hits)
             cache[q.id] = ranked
@@ -189,6 +188,7 @@ def _pipeline(
             found = search(
                 settings, session, corpus.scope,
                 SearchRequest(query=q.text, top_k=settings.rerank_candidates, mode=base),
+                indexer=services.indexer, reranker=services.reranker,
             )  # fmt: skip
             _timings(run, found.timings)
             if mode == PIPELINE_MODE:
@@ -220,7 +220,7 @@ def _searchable_chunks(session: Session, corpus: Corpus) -> list[Chunk]:
 
 
 def _baseline(
-    settings: Settings,
+    services: Services,
     session: Session,
     corpus: Corpus,
     queries: list[Any],
@@ -228,6 +228,7 @@ def _baseline(
     options: RunOptions,
     step: Callable[[str], None],
 ) -> _ModeRun:
+    settings = services.settings
     chunks = _searchable_chunks(session, corpus)
     keys = [corpus.key(c.document_id) for c in chunks]
     run = _ModeRun()
@@ -244,7 +245,7 @@ def _baseline(
         def score(text: str) -> np.ndarray:
             return np.asarray(model.get_scores(tokenize(text)))
     else:
-        indexer = get_indexer(settings)
+        indexer = services.indexer
         stored = {
             p.id: p.dense for p in indexer.vector_index.points(corpus.scope, with_vectors=True)
         }
@@ -268,7 +269,7 @@ def _baseline(
 
 
 def _answers(
-    settings: Settings,
+    services: Services,
     session: Session,
     corpus: Corpus,
     dataset: Dataset,
@@ -278,32 +279,25 @@ def _answers(
 ) -> dict[str, Any]:
     """The default pipeline's answers: citations against the expected documents, token F1
     and exact match against gold answers, refusals, groundedness, latency per stage."""
-    generator = get_generator(settings)
-    calibrated = get_reranker(settings).calibrated
-    judge = make_judge(settings)
+    judge = make_judge(services.settings, services.reranker)
     rows: list[dict[str, Any]] = []
     latency: dict[str, list[float]] = {}
     for q in dataset.queries:
-        found = reranked.get(q.id)
-        if found is None:
-            found = search(
-                settings, session, corpus.scope,
-                SearchRequest(query=q.text, top_k=settings.answer_top_k),
-            )  # fmt: skip
-        # The search is shared with the hybrid+rerank mode; its time counts here too.
-        started = time.perf_counter() - found.timings["total_ms"] / 1000
-        sources = sources_from_hits(found.hits[: settings.answer_top_k])
-        result = answer_question(
-            q.text, sources, generator, settings, rerank_calibrated=calibrated and bool(sources)
-        )
+        # The search is shared with the hybrid+rerank mode; its time counts here too. Eval
+        # questions are not logged and not counted in the product's metrics.
+        asked = answer(
+            services, session, corpus.scope, Question(q.text),
+            record=False, searched=reranked.get(q.id),
+        )  # fmt: skip
+        result, timings = asked.result, asked.timings
         cited = [corpus.key(c.document_id) for c in result.citations]
         plain = MARKER.sub("", result.answer)  # [n] markers are not part of the answer
         relevant = [k for k, v in qrels.get(q.id, {}).items() if v > 0]
         precision, recall = metrics.citation_precision_recall(cited, relevant)
-        latency.setdefault("retrieve", []).append(found.timings["retrieve_ms"])
-        latency.setdefault("rerank", []).append(found.timings["rerank_ms"])
-        latency.setdefault("generate", []).append(result.generate_ms)
-        latency.setdefault("end_to_end", []).append((time.perf_counter() - started) * 1000)
+        latency.setdefault("retrieve", []).append(timings["retrieve_ms"])
+        latency.setdefault("rerank", []).append(timings["rerank_ms"])
+        latency.setdefault("generate", []).append(timings["generate_ms"])
+        latency.setdefault("end_to_end", []).append(timings["total_ms"])
         rows.append(
             {
                 "id": q.id,
@@ -324,7 +318,7 @@ def _answers(
         step("answers")
     answered = [r for r in rows if not r["refused"]]
     return {
-        "generator": generator.name,
+        "generator": services.generator.name,
         "groundedness_judge": judge.name,
         "questions": len(rows),
         "refusal_rate": round(sum(r["refused"] for r in rows) / len(rows), 4) if rows else 0.0,

@@ -1,9 +1,11 @@
 """Citation accuracy on the SEC 10-Q set: does `ragkb ask` cite the right filing?
 
 For each question of ``qna_data_mini.csv`` (docugami KG-RAG, MIT licence) the question is
-asked exactly as ``ragkb ask`` asks it (search, then the configured generator: the
-embedded extractive one unless ``RAGKB_LLM_BASE_URL`` is set) and each cited filename is
-matched against the question's "Source Docs" glob (``*AAPL*``, ``*2023 Q3 INTC*``).
+asked exactly as ``ragkb ask`` asks it, through the one answer path
+(``services.answering``: search, then the configured generator streaming: the embedded
+extractive one unless ``RAGKB_LLM_BASE_URL`` is set), without logging it, and each cited
+filename is matched against the question's "Source Docs" glob (``*AAPL*``,
+``*2023 Q3 INTC*``).
 
 A question counts as correct when it has at least one citation and *every* cited filing
 matches (strict); the report also gives the share whose first citation matches, whose
@@ -38,11 +40,9 @@ from core.model_loading import force_offline
 from core.models import Document, DocumentStatus
 from core.settings import Settings
 from core.tenancy import TenantScope, scope_for_slug, scoped
-from generation.answer import AnswerResult, stream_answer
-from generation.generator import get_generator
-from generation.sources import sources_from_hits
-from retrieval.rerank import get_reranker
-from retrieval.search import SearchRequest, search
+from generation.answer import AnswerResult
+from services.answering import Question, answer
+from services.container import Services, build_services
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sec-10-q"
 TENANT = "sec-10q"
@@ -123,20 +123,11 @@ def ensure_corpus(settings: Settings, db: database.Database, docs: Path) -> Tena
 
 
 def ask(
-    settings: Settings, session: Session, scope: TenantScope, question: str, top_k: int
+    services: Services, session: Session, scope: TenantScope, question: str, top_k: int
 ) -> AnswerResult:
     """What ``ragkb ask`` does (minus printing and the query log)."""
-    found = search(settings, session, scope, SearchRequest(query=question, top_k=top_k))
-    sources = sources_from_hits(found.hits)
-    calibrated = bool(sources) and get_reranker(settings).calibrated
-    result: AnswerResult | None = None
-    for event in stream_answer(
-        question, sources, get_generator(settings), settings, rerank_calibrated=calibrated
-    ):
-        if isinstance(event, AnswerResult):
-            result = event
-    assert result is not None
-    return result
+    asked = Question(text=question, top_k=top_k)
+    return answer(services, session, scope, asked, stream=True, record=False).result
 
 
 def evaluate(
@@ -146,13 +137,14 @@ def evaluate(
     settings.ensure_dirs()
     database.upgrade(settings.sqlalchemy_url)
     db = database.Database.from_settings(settings)
+    services = build_services(settings, db)
     results: list[QuestionResult] = []
     try:
         scope = ensure_corpus(settings, db, docs)
         with db.session() as session:
             for question, globs in load_questions(csv_path)[:limit]:
                 started = time.perf_counter()
-                result = ask(settings, session, scope, question, top_k)
+                result = ask(services, session, scope, question, top_k)
                 cited = [c.filename for c in result.citations]
                 hits = [matches(name, globs) for name in cited]
                 results.append(
@@ -173,6 +165,7 @@ def evaluate(
                     )
                 )
     finally:
+        services.close()
         db.dispose()
     n = len(results) or 1
     all_hits = [matches(c, r.source_docs.split(", ")) for r in results for c in r.cited]
@@ -184,7 +177,7 @@ def evaluate(
         citation_precision=sum(all_hits) / len(all_hits) if all_hits else 0.0,
         refused=sum(r.refused for r in results),
         median_seconds=statistics.median(r.seconds for r in results) if results else 0.0,
-        generator=get_generator(settings).name,
+        generator=services.generator.name,
         settings={
             "top_k": top_k,
             "embedding_model": settings.embedding_model,

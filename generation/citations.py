@@ -1,5 +1,6 @@
 """Citation markers: parse [n], [n, m] and [n-m] (also token by token while streaming),
-drop the ones that point to no source, and turn the rest into citations with a quote.
+drop the ones that point to no source, and turn the rest into citations with a quote. A
+:class:`Citation` points to the cited passage (``core.passages.Passage``).
 
 The stream filter's output *is* the answer: the streamed tokens, the stored answer and
 the citations are all computed from the same cleaned text.
@@ -9,10 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
+from core.passages import Passage
 from generation.prompts import Prompt
-from generation.sources import Source
 from generation.text import idf_weights, overlap_score, split_sentences, terms
 
 MARKER = re.compile(r"\[(\s*\d{1,4}(?:\s*(?:[,;]|[-–])\s*\d{1,4})*\s*)\]")
@@ -25,17 +26,49 @@ _CLOSING_PUNCTUATION = frozenset(".,;:!?。，；：！？)")
 
 @dataclass(frozen=True, slots=True)
 class Citation:
+    """[n] in an answer: the passage it cites and the sentence(s) of it that support the
+    answer's claims."""
+
     n: int
-    chunk_id: str
-    document_id: str
-    filename: str
-    page_start: int | None
-    page_end: int | None
-    heading: str | None
+    passage: Passage
     quote: str
 
+    @property
+    def chunk_id(self) -> str:
+        return self.passage.chunk_id
+
+    @property
+    def document_id(self) -> str:
+        return self.passage.document_id
+
+    @property
+    def filename(self) -> str:
+        return self.passage.filename
+
+    @property
+    def page_start(self) -> int | None:
+        return self.passage.page_start
+
+    @property
+    def page_end(self) -> int | None:
+        return self.passage.page_end
+
+    @property
+    def heading(self) -> str | None:
+        return self.passage.heading
+
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        """Its JSON form (API answers, the query log): where the passage is, not its text."""
+        return {
+            "n": self.n,
+            "chunk_id": self.chunk_id,
+            "document_id": self.document_id,
+            "filename": self.filename,
+            "page_start": self.page_start,
+            "page_end": self.page_end,
+            "heading": self.heading,
+            "quote": self.quote,
+        }
 
 
 def parse_marker(body: str) -> list[int]:
@@ -188,18 +221,5 @@ def build_citations(answer: str, prompt: Prompt) -> list[Citation]:
     for n, claims in claims_for.items():
         source = prompt.source(n)
         assert source is not None
-        citations.append(_citation(n, source, best_quote(" ".join(claims), source.text)))
+        citations.append(Citation(n, source, best_quote(" ".join(claims), source.text)))
     return citations
-
-
-def _citation(n: int, source: Source, quote: str) -> Citation:
-    return Citation(
-        n=n,
-        chunk_id=source.chunk_id,
-        document_id=source.document_id,
-        filename=source.filename,
-        page_start=source.page_start,
-        page_end=source.page_end,
-        heading=source.heading,
-        quote=quote,
-    )

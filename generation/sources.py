@@ -1,80 +1,37 @@
-"""The retrieved passages generation works from, independent of the retrieval package's
-types: anything with the attributes of a search hit can become a :class:`Source`."""
+"""The retrieved passages generation works from: a :class:`Source` is a
+``core.passages.Passage`` with the scores it was ranked by. Generation never imports
+retrieval; the answering service (``services.answering``) turns search hits into sources."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-
-class HitLike(Protocol):
-    """The attributes generation reads from a retrieval hit (retrieval.search.SearchHit)."""
-
-    @property
-    def chunk_id(self) -> str: ...
-    @property
-    def document_id(self) -> str: ...
-    @property
-    def filename(self) -> str: ...
-    @property
-    def text(self) -> str: ...
-    @property
-    def page_start(self) -> int | None: ...
-    @property
-    def page_end(self) -> int | None: ...
-    @property
-    def heading_path(self) -> Sequence[str]: ...
-    @property
-    def score(self) -> float: ...
-    @property
-    def scores(self) -> Mapping[str, float]: ...
+from core.passages import Passage
 
 
 @dataclass(frozen=True, slots=True)
-class Source:
+class Source(Passage):
     """One passage, in retrieval rank order; its [n] number is its place in the prompt."""
 
-    chunk_id: str
-    document_id: str
-    filename: str
-    text: str
-    page_start: int | None = None
-    page_end: int | None = None
-    heading_path: tuple[str, ...] = ()
     score: float = 0.0
     scores: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
-    def from_hit(cls, hit: HitLike) -> Source:
+    def of(cls, passage: Passage, *, score: float, scores: Mapping[str, float]) -> Source:
+        """The source for a ranked passage (a search hit and the scores it got)."""
         return cls(
-            chunk_id=str(hit.chunk_id),
-            document_id=str(hit.document_id),
-            filename=hit.filename,
-            text=hit.text,
-            page_start=hit.page_start,
-            page_end=hit.page_end,
-            heading_path=tuple(hit.heading_path or ()),
-            score=float(hit.score),
-            scores=dict(hit.scores or {}),
+            chunk_id=str(passage.chunk_id),
+            document_id=str(passage.document_id),
+            filename=passage.filename,
+            text=passage.text,
+            page_start=passage.page_start,
+            page_end=passage.page_end,
+            heading_path=tuple(passage.heading_path or ()),
+            score=float(score),
+            scores=dict(scores or {}),
         )
-
-    @property
-    def heading(self) -> str | None:
-        return " > ".join(self.heading_path) if self.heading_path else None
-
-    @property
-    def pages(self) -> str | None:
-        """ "3" or "3-4"; None when the format has no pages."""
-        if self.page_start is None:
-            return None
-        if self.page_end is None or self.page_end == self.page_start:
-            return str(self.page_start)
-        return f"{self.page_start}-{self.page_end}"
-
-    def describe(self) -> str:
-        """ "report.pdf, p. 3" for humans (refusals, CLI)."""
-        return f"{self.filename}, p. {self.pages}" if self.pages else self.filename
 
     def summary(self, n: int | None = None, snippet_chars: int = 280) -> dict[str, Any]:
         """The JSON form of a source in API answers (no full text: the quote carries it)."""
@@ -91,7 +48,3 @@ class Source:
             "scores": dict(self.scores),
             "snippet": snippet,
         }
-
-
-def sources_from_hits(hits: Iterable[HitLike]) -> list[Source]:
-    return [Source.from_hit(hit) for hit in hits]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import BadRequest
 from core.models import Chunk, Document, DocumentStatus
+from core.passages import Passage
 from core.settings import Settings
 from core.tenancy import TenantScope
 from retrieval import bm25
@@ -47,20 +49,17 @@ class SearchRequest(BaseModel):
     )
 
 
-class SearchHit(BaseModel):
-    chunk_id: str
-    document_id: str
-    filename: str
+# A ranked chunk: the passage, its version and place in the document, its scores. (No
+# docstring: it would become the schema's description in the API's OpenAPI document.)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchHit(Passage):
     version: int
     ordinal: int
-    text: str
-    page_start: int | None = None
-    page_end: int | None = None
-    heading_path: list[str] = Field(default_factory=list)
-    scores: dict[str, float] = Field(
-        default_factory=dict, description="Score at each stage: dense, bm25, fused, rerank."
-    )
-    score: float = Field(description="The final score the list is ordered by.")
+    scores: Annotated[
+        dict[str, float],
+        Field(description="Score at each stage: dense, bm25, fused, rerank."),
+    ] = field(default_factory=dict)
+    score: Annotated[float, Field(description="The final score the list is ordered by.")]
 
 
 class SearchResponse(BaseModel):
@@ -125,8 +124,7 @@ def search(
         for i, score in kept:
             hit = candidates[i]
             hit.scores["rerank"] = score
-            hit.score = score
-            hits.append(hit)
+            hits.append(replace(hit, score=score))
         reranker_name = reranker.name
     else:
         hits = first[: request.top_k]

@@ -14,15 +14,15 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from api.answering import Question, answer
 from core.chat_integrations import ResolvedWorkspace
-from core.db import Database
 from core.errors import RagkbError
 from core.limits import TenantLimits, check_query_quota
 from core.models import Tenant
 from core.ratelimit import Bucket, Limiter, concurrency_slot, enforce_rate
 from core.settings import Settings
 from core.tenancy import TenantScope
+from services.answering import Question, answer
+from services.container import Services
 
 log = logging.getLogger("ragkb.chat")
 
@@ -72,8 +72,7 @@ def source_link(settings: Settings, document_id: str, page: int | None) -> str:
 
 
 def answer_in_chat(
-    settings: Settings,
-    db: Database,
+    services: Services,
     limiter: Limiter,
     platform: ChatPlatform,
     question: ChatQuestion,
@@ -83,9 +82,9 @@ def answer_in_chat(
     Chat questions count like API ones: the workspace has a bucket of its own (as an API key
     does), and the tenant's bucket, daily question quota and concurrent-question slots apply;
     past a limit the reply says so instead of answering."""
-    scope = question.workspace.scope
+    settings, scope = services.settings, question.workspace.scope
     try:
-        with db.session() as session:
+        with services.db.session() as session:
             limits = _tenant_limits(session, settings, scope)
             enforce_rate(
                 limiter,
@@ -102,7 +101,7 @@ def answer_in_chat(
             check_query_quota(session, scope, limits)
             slot = f"queries:{scope.tenant_id}"
             with concurrency_slot(limiter, slot, limits.max_concurrent_queries, 300, "questions"):
-                answered = answer(settings, session, scope, Question(question.text))
+                answered = answer(services, session, scope, Question(question.text))
         result = answered.result
         citations = [
             ChatCitation(

@@ -7,7 +7,8 @@ the answer arrives as SSE: ``token`` events (``{"text"}``), then one ``citations
 (``{"citations", "invalid_citations", "uncited"}``), then ``done`` (the JSON answer without
 its citations); or, when the generator fails mid-answer, an ``error`` event in the error
 shape. When the generator is down the answer
-is a 503 in the error shape that still carries the retrieved sources.
+is a 503 in the error shape that still carries the retrieved sources. The work is
+``services.answering``'s; this module wires HTTP to it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from api.answering import (
+from api.deps import QuerySlotDep, ServicesDep, SessionDep, TenantDep
+from api.errors import error_body
+from core.models import FeedbackRating
+from core.tenancy import TenantScope
+from generation.answer import AnswerResult, TokenEvent
+from generation.llm import GeneratorUnavailable
+from generation.query_log import numbered_sources, record_feedback
+from generation.sources import Source
+from services.answering import (
     Answered,
     AnswerUnavailable,
     Question,
@@ -32,16 +41,7 @@ from api.answering import (
     retrieve,
     unavailable,
 )
-from api.deps import QuerySlotDep, SessionDep, SettingsDep, TenantDep
-from api.errors import error_body
-from core.db import Database
-from core.models import FeedbackRating
-from core.settings import Settings
-from core.tenancy import TenantScope
-from generation.answer import AnswerResult, TokenEvent
-from generation.llm import GeneratorUnavailable
-from generation.query_log import numbered_sources, record_feedback
-from generation.sources import Source
+from services.container import Services
 
 router = APIRouter(prefix="/v1", tags=["query"])
 
@@ -128,7 +128,7 @@ def query(
     request: Request,
     scope: TenantDep,
     session: SessionDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     _slot: QuerySlotDep,
 ) -> Any:
     question = Question(
@@ -142,20 +142,19 @@ def query(
     )
     if not body.stream:
         try:
-            answered = answer(settings, session, scope, question)
+            answered = answer(services, session, scope, question)
         except AnswerUnavailable as exc:
             return _unavailable_response(exc)
         return query_out(answered.query_id, answered.result, answered.sources, answered.timings)
 
-    retrieved = retrieve(settings, session, scope, question)
-    events = retrieved.events(settings, stream=True)
+    retrieved = retrieve(services, session, scope, question)
+    events = retrieved.events(stream=True)
     try:
         first = next(events)  # a generator that cannot answer fails here, before any output
     except GeneratorUnavailable as exc:
-        return _unavailable_response(unavailable(settings, session, scope, retrieved, exc))
+        return _unavailable_response(unavailable(services, session, scope, retrieved, exc))
     context = _StreamContext(
-        settings=settings,
-        db=request.app.state.db,
+        services=services,
         scope=scope,
         retrieved=retrieved,
         request_id=getattr(request.state, "request_id", None),
@@ -191,8 +190,7 @@ def feedback(body: FeedbackIn, scope: TenantDep, session: SessionDep) -> Feedbac
 
 @dataclass
 class _StreamContext:
-    settings: Settings
-    db: Database
+    services: Services
     scope: TenantScope
     retrieved: Retrieved
     request_id: str | None
@@ -233,8 +231,8 @@ def _sse(
             yield _event("error", {"error": body})
             return
         assert result is not None
-        with ctx.db.session() as session:
-            answered = finish(ctx.settings, session, ctx.scope, ctx.retrieved, result)
+        with ctx.services.db.session() as session:
+            answered = finish(ctx.services, session, ctx.scope, ctx.retrieved, result)
         out = query_out(answered.query_id, result, answered.sources, answered.timings)
         yield _event(
             "citations",
@@ -250,7 +248,7 @@ def _sse(
         if close is not None:  # stop reading from the LLM if the client went away
             close()
         if answered is None:
-            with ctx.db.session() as session:
+            with ctx.services.db.session() as session:
                 message = error or "the answer could not be completed"
                 log_unanswered(session, ctx.scope, ctx.retrieved, message, result)
 

@@ -17,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.chat.base import ChatQuestion, answer_in_chat
 from api.chat.slack import PLATFORM, SlackPlatform, question_text, signature_valid, wants_answer
+from api.deps import ServicesDep
 from core.chat_integrations import ResolvedWorkspace, all_signing_secrets, resolve_workspace
 from core.db import Database
 from core.dedupe import SeenEvents
@@ -39,7 +40,9 @@ def _limiter(request: Request) -> Limiter:
 
 
 @router.post("/events", summary="Slack Events API")
-async def events(request: Request, background: BackgroundTasks) -> dict[str, Any]:
+async def events(
+    request: Request, background: BackgroundTasks, services: ServicesDep
+) -> dict[str, Any]:
     settings, db, box, seen = _state(request)
     limiter = _limiter(request)
     body = await request.body()
@@ -71,13 +74,15 @@ async def events(request: Request, background: BackgroundTasks) -> dict[str, Any
         )
         if question.text:
             background.add_task(
-                answer_in_chat, settings, db, limiter, SlackPlatform(settings), question
+                answer_in_chat, services, limiter, SlackPlatform(settings), question
             )
     return {"ok": True}
 
 
 @router.post("/commands", summary="Slack slash command /ask")
-async def commands(request: Request, background: BackgroundTasks) -> dict[str, Any]:
+async def commands(
+    request: Request, background: BackgroundTasks, services: ServicesDep
+) -> dict[str, Any]:
     settings, db, box, _ = _state(request)
     limiter = _limiter(request)
     body = await request.body()
@@ -90,7 +95,7 @@ async def commands(request: Request, background: BackgroundTasks) -> dict[str, A
     question = ChatQuestion(
         workspace=workspace, channel=form.get("channel_id", ""), text=text, user=form.get("user_id")
     )
-    background.add_task(answer_in_chat, settings, db, limiter, SlackPlatform(settings), question)
+    background.add_task(answer_in_chat, services, limiter, SlackPlatform(settings), question)
     return {"response_type": "ephemeral", "text": f"Thinking about: {text}"}
 
 
