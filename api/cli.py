@@ -246,7 +246,7 @@ def ask_command(
     from rich.markup import escape
 
     from api.answering import Question, finish, retrieve
-    from api.routers.query import query_out
+    from api.schemas import query_out
     from core.model_loading import force_offline
     from core.tenancy import scope_for_slug
     from generation.answer import AnswerResult
