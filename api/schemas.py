@@ -1,11 +1,23 @@
-"""Response and request bodies shared by several routers (area-specific ones live with
-their router)."""
+"""Request and response bodies of the HTTP API, and the functions that build a response
+body from a result. The routers and the CLI (``ragkb ask --json`` prints the API's answer
+body) take them from here; no router defines a schema of its own."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from core.limits import TenantLimits
+from core.models import Document, DocumentStatus, EvalRun, EvalRunStatus, FeedbackRating, Tenant
+from core.settings import Settings
+from generation.answer import AnswerResult
+from generation.query_log import numbered_sources
+from generation.sources import Source
+
+# --- tenants, keys, chat workspaces, limits -----------------------------------------------
 
 
 class TenantOut(BaseModel):
@@ -89,3 +101,239 @@ class TenantLimitsIn(BaseModel):
 class TenantLimitsOut(BaseModel):
     overrides: dict[str, float | int]
     effective: dict[str, float | int | None]
+
+
+def limits_out(tenant: Tenant, settings: Settings) -> TenantLimitsOut:
+    """A tenant's limit overrides and the limits in force (the body of .../limits)."""
+    effective = TenantLimits.defaults(settings).with_overrides(tenant.limits)
+    return TenantLimitsOut(overrides=dict(tenant.limits or {}), effective=asdict(effective))
+
+
+# --- documents ----------------------------------------------------------------------------
+
+
+class DocumentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    filename: str
+    title: str | None
+    media_type: str
+    sha256: str
+    size_bytes: int
+    version: int
+    tags: list[str]
+    status: DocumentStatus = Field(
+        description="The stage: queued, parsing, chunking, "
+        "embedding, indexing, ready, failed or deleting."
+    )
+    stage: str = Field(default="", description="What is happening now, in words.")
+    progress: float = Field(description="Percent done, 0 to 100.")
+    error: str | None
+    page_count: int | None
+    chunk_count: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, document: Document) -> DocumentOut:
+        out = cls.model_validate(document)
+        out.progress = round(100.0 * (document.progress or 0.0), 1)
+        out.stage = _STAGES[document.status]
+        return out
+
+
+_STAGES = {
+    DocumentStatus.QUEUED: "waiting for a worker",
+    DocumentStatus.PARSING: "extracting text",
+    DocumentStatus.CHUNKING: "splitting into chunks",
+    DocumentStatus.EMBEDDING: "computing embeddings",
+    DocumentStatus.INDEXING: "writing to the index",
+    DocumentStatus.READY: "searchable",
+    DocumentStatus.FAILED: "failed",
+    DocumentStatus.DELETING: "being deleted",
+}
+
+
+class UploadedDocument(BaseModel):
+    id: str
+    filename: str
+    status: DocumentStatus
+    version: int
+    duplicate: bool = Field(description="True: the tenant already had these exact bytes.")
+
+
+class RejectedFile(BaseModel):
+    filename: str
+    status_code: int
+    code: str
+    message: str
+
+
+class UploadOut(BaseModel):
+    documents: list[UploadedDocument]
+    rejected: list[RejectedFile] = Field(
+        default_factory=list, description="Files of the batch that were refused, and why."
+    )
+
+
+class DocumentPage(BaseModel):
+    items: list[DocumentOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class ChunkOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    version: int
+    ordinal: int
+    text: str
+    page_start: int | None
+    page_end: int | None
+    heading_path: list[str]
+    element_types: list[str]
+    char_start: int | None
+    char_end: int | None
+    token_count: int
+    extra: dict[str, Any]
+
+
+# --- questions and answers ----------------------------------------------------------------
+
+
+class QueryIn(BaseModel):
+    question: str = Field(min_length=1, max_length=4000, examples=["What was Q3 revenue?"])
+    top_k: int | None = Field(
+        default=None,
+        ge=1,
+        le=50,
+        description="Sources retrieved for the answer (default: the answer_top_k setting).",
+    )
+    mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
+    rerank: bool = True
+    document_ids: list[str] | None = Field(default=None, description="Only these documents.")
+    tags: list[str] | None = Field(default=None, description="Only documents with these tags.")
+    stream: bool = Field(default=False, description="Answer as Server-Sent Events.")
+    conversation_id: str | None = Field(default=None, max_length=64)
+
+
+class ChunkRef(BaseModel):
+    """Where a passage comes from: chunk, document, file, pages, heading."""
+
+    chunk_id: str
+    document_id: str
+    filename: str
+    page_start: int | None
+    page_end: int | None
+    heading: str | None
+
+
+class CitationOut(ChunkRef):
+    n: int
+    quote: str = Field(description="The sentence(s) of the chunk that support the claim.")
+
+
+class SourceOut(ChunkRef):
+    n: int | None = Field(description="Its [n] in the answer; null when not in the prompt.")
+    score: float
+    scores: dict[str, float]
+    snippet: str
+
+
+class QueryOut(BaseModel):
+    query_id: str
+    answer: str
+    citations: list[CitationOut]
+    refused: bool = Field(description="The knowledge base has no answer to this question.")
+    uncited: bool = Field(description="The answer kept no valid citation (not grounded).")
+    invalid_citations: int = Field(description="[n] markers removed: they matched no source.")
+    sources: list[SourceOut]
+    generator: str
+    prompt_version: str | None
+    timings: dict[str, float] = Field(
+        description="Milliseconds: retrieve_ms, rerank_ms, generate_ms, total_ms."
+    )
+
+
+class FeedbackIn(BaseModel):
+    query_id: str
+    rating: FeedbackRating
+    comment: str | None = Field(default=None, max_length=4000)
+
+
+class FeedbackOut(BaseModel):
+    query_id: str
+    rating: FeedbackRating
+    comment: str | None
+
+
+def query_out(
+    query_id: str, result: AnswerResult, sources: list[Source], timings: dict[str, float]
+) -> QueryOut:
+    """The API's answer body (also what `ragkb ask --json` prints)."""
+    return QueryOut(
+        query_id=query_id,
+        answer=result.answer,
+        citations=[CitationOut.model_validate(c.to_dict()) for c in result.citations],
+        refused=result.refused,
+        uncited=result.uncited,
+        invalid_citations=result.invalid_citations,
+        sources=[SourceOut.model_validate(s) for s in numbered_sources(sources, result)],
+        generator=result.generator,
+        prompt_version=result.prompt_version,
+        timings=timings,
+    )
+
+
+# --- evaluation runs ----------------------------------------------------------------------
+
+
+class EvalRunOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    dataset: str
+    modes: list[str]
+    status: EvalRunStatus = Field(description="queued, running, done or failed.")
+    progress: float = Field(description="Percent done, 0 to 100.")
+    error: str | None
+    questions: int = 0
+    answers: bool = False
+    results: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Per mode (under `modes`): ndcg@10, recall@k, mrr@10, map@100 and "
+        "latency percentiles; `answers`: citation precision/recall, token F1, exact match, "
+        "refusal rate, groundedness; `comparison`: deltas against the previous run.",
+    )
+    report_url: str | None = Field(default=None, description="The HTML report, once done.")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, run: EvalRun) -> EvalRunOut:
+        params = run.params or {}
+        return cls(
+            id=run.id,
+            dataset=run.dataset,
+            modes=list(run.modes),
+            status=run.status,
+            progress=run.progress,
+            error=run.error,
+            questions=len(params.get("questions") or []),
+            answers=bool(params.get("answers")),
+            results=run.results or {},
+            report_url=f"/v1/eval/runs/{run.id}/report"
+            if run.status is EvalRunStatus.DONE
+            else None,
+            created_at=run.created_at,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+        )
+
+
+class EvalRunList(BaseModel):
+    items: list[EvalRunOut]

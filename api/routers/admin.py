@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from fastapi import APIRouter, Request, status
 
 from api.deps import AdminDep, SessionDep, SettingsDep
@@ -18,11 +16,10 @@ from api.schemas import (
     TenantLimitsOut,
     TenantOut,
     TenantUpdate,
+    limits_out,
 )
 from core import chat_integrations, tenants
-from core.limits import TenantLimits
-from core.models import KeyRole, Tenant
-from core.settings import Settings
+from core.models import KeyRole
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -53,7 +50,7 @@ def update_tenant(tenant: str, body: TenantUpdate, session: SessionDep, _: Admin
 def get_limits(
     tenant: str, session: SessionDep, settings: SettingsDep, _: AdminDep
 ) -> TenantLimitsOut:
-    return _limits_out(tenants.get_tenant(session, tenant), settings)
+    return limits_out(tenants.get_tenant(session, tenant), settings)
 
 
 @router.patch("/tenants/{tenant}/limits", response_model=TenantLimitsOut)
@@ -62,12 +59,7 @@ def update_limits(
 ) -> TenantLimitsOut:
     """Override the default limits and quotas for one tenant (null: back to the default)."""
     row = tenants.set_limit_overrides(session, tenant, body.model_dump(exclude_unset=True))
-    return _limits_out(row, settings)
-
-
-def _limits_out(tenant: Tenant, settings: Settings) -> TenantLimitsOut:
-    effective = TenantLimits.defaults(settings).with_overrides(tenant.limits)
-    return TenantLimitsOut(overrides=dict(tenant.limits or {}), effective=asdict(effective))
+    return limits_out(row, settings)
 
 
 @router.post(

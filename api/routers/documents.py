@@ -4,12 +4,10 @@ only wires HTTP to it. Other tenants' ids answer 404."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -21,10 +19,18 @@ from api.deps import (
     TenantLimitsDep,
     get_database,
 )
+from api.schemas import (
+    ChunkOut,
+    DocumentOut,
+    DocumentPage,
+    RejectedFile,
+    UploadedDocument,
+    UploadOut,
+)
 from core.db import Database
 from core.errors import BadRequest, NotFound, PayloadTooLarge, RagkbError, UnsupportedMediaType
 from core.limits import TenantLimits
-from core.models import Document, DocumentStatus
+from core.models import DocumentStatus
 from core.settings import Settings
 from core.tenancy import TenantScope
 from ingest import documents as service
@@ -34,95 +40,6 @@ router = APIRouter(prefix="/v1", tags=["documents"])
 
 # Multipart framing around the files (boundaries, headers, small fields).
 _FORM_OVERHEAD_BYTES = 1024 * 1024
-
-
-class DocumentOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    filename: str
-    title: str | None
-    media_type: str
-    sha256: str
-    size_bytes: int
-    version: int
-    tags: list[str]
-    status: DocumentStatus = Field(
-        description="The stage: queued, parsing, chunking, "
-        "embedding, indexing, ready, failed or deleting."
-    )
-    stage: str = Field(default="", description="What is happening now, in words.")
-    progress: float = Field(description="Percent done, 0 to 100.")
-    error: str | None
-    page_count: int | None
-    chunk_count: int
-    created_at: datetime
-    updated_at: datetime
-
-    @classmethod
-    def of(cls, document: Document) -> DocumentOut:
-        out = cls.model_validate(document)
-        out.progress = round(100.0 * (document.progress or 0.0), 1)
-        out.stage = _STAGES[document.status]
-        return out
-
-
-_STAGES = {
-    DocumentStatus.QUEUED: "waiting for a worker",
-    DocumentStatus.PARSING: "extracting text",
-    DocumentStatus.CHUNKING: "splitting into chunks",
-    DocumentStatus.EMBEDDING: "computing embeddings",
-    DocumentStatus.INDEXING: "writing to the index",
-    DocumentStatus.READY: "searchable",
-    DocumentStatus.FAILED: "failed",
-    DocumentStatus.DELETING: "being deleted",
-}
-
-
-class UploadedDocument(BaseModel):
-    id: str
-    filename: str
-    status: DocumentStatus
-    version: int
-    duplicate: bool = Field(description="True: the tenant already had these exact bytes.")
-
-
-class RejectedFile(BaseModel):
-    filename: str
-    status_code: int
-    code: str
-    message: str
-
-
-class UploadOut(BaseModel):
-    documents: list[UploadedDocument]
-    rejected: list[RejectedFile] = Field(
-        default_factory=list, description="Files of the batch that were refused, and why."
-    )
-
-
-class DocumentPage(BaseModel):
-    items: list[DocumentOut]
-    total: int
-    limit: int
-    offset: int
-
-
-class ChunkOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    version: int
-    ordinal: int
-    text: str
-    page_start: int | None
-    page_end: int | None
-    heading_path: list[str]
-    element_types: list[str]
-    char_start: int | None
-    char_end: int | None
-    token_count: int
-    extra: dict[str, Any]
 
 
 _UPLOAD_SCHEMA = {

@@ -5,17 +5,16 @@ module only wires HTTP to it. Other tenants' runs answer 404."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import SessionDep, TenantDep
+from api.schemas import EvalRunList, EvalRunOut
 from core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
-from core.models import EvalRun, EvalRunStatus
+from core.models import EvalRunStatus
 from eval import runs as service
 from eval.datasets import load_question_set, questions_to_records
 from eval.runner import DEFAULT_MODES, RunOptions
@@ -23,54 +22,6 @@ from eval.runner import DEFAULT_MODES, RunOptions
 router = APIRouter(prefix="/v1/eval", tags=["eval"])
 
 _MAX_QUESTION_SET_BYTES = 5 * 1024 * 1024
-
-
-class EvalRunOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    dataset: str
-    modes: list[str]
-    status: EvalRunStatus = Field(description="queued, running, done or failed.")
-    progress: float = Field(description="Percent done, 0 to 100.")
-    error: str | None
-    questions: int = 0
-    answers: bool = False
-    results: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Per mode (under `modes`): ndcg@10, recall@k, mrr@10, map@100 and "
-        "latency percentiles; `answers`: citation precision/recall, token F1, exact match, "
-        "refusal rate, groundedness; `comparison`: deltas against the previous run.",
-    )
-    report_url: str | None = Field(default=None, description="The HTML report, once done.")
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-    @classmethod
-    def of(cls, run: EvalRun) -> EvalRunOut:
-        params = run.params or {}
-        return cls(
-            id=run.id,
-            dataset=run.dataset,
-            modes=list(run.modes),
-            status=run.status,
-            progress=run.progress,
-            error=run.error,
-            questions=len(params.get("questions") or []),
-            answers=bool(params.get("answers")),
-            results=run.results or {},
-            report_url=f"/v1/eval/runs/{run.id}/report"
-            if run.status is EvalRunStatus.DONE
-            else None,
-            created_at=run.created_at,
-            started_at=run.started_at,
-            finished_at=run.finished_at,
-        )
-
-
-class EvalRunList(BaseModel):
-    items: list[EvalRunOut]
 
 
 @router.post(

@@ -16,20 +16,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
 
 from api.deps import QuerySlotDep, ServicesDep, SessionDep, TenantDep
 from api.errors import error_body
-from core.models import FeedbackRating
+from api.schemas import FeedbackIn, FeedbackOut, QueryIn, QueryOut, query_out
 from core.tenancy import TenantScope
 from generation.answer import AnswerResult, TokenEvent
 from generation.llm import GeneratorUnavailable
 from generation.query_log import numbered_sources, record_feedback
-from generation.sources import Source
 from services.answering import (
     Answered,
     AnswerUnavailable,
@@ -44,72 +42,6 @@ from services.answering import (
 from services.container import Services
 
 router = APIRouter(prefix="/v1", tags=["query"])
-
-
-class QueryIn(BaseModel):
-    question: str = Field(min_length=1, max_length=4000, examples=["What was Q3 revenue?"])
-    top_k: int | None = Field(
-        default=None,
-        ge=1,
-        le=50,
-        description="Sources retrieved for the answer (default: the answer_top_k setting).",
-    )
-    mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
-    rerank: bool = True
-    document_ids: list[str] | None = Field(default=None, description="Only these documents.")
-    tags: list[str] | None = Field(default=None, description="Only documents with these tags.")
-    stream: bool = Field(default=False, description="Answer as Server-Sent Events.")
-    conversation_id: str | None = Field(default=None, max_length=64)
-
-
-class ChunkRef(BaseModel):
-    """Where a passage comes from: chunk, document, file, pages, heading."""
-
-    chunk_id: str
-    document_id: str
-    filename: str
-    page_start: int | None
-    page_end: int | None
-    heading: str | None
-
-
-class CitationOut(ChunkRef):
-    n: int
-    quote: str = Field(description="The sentence(s) of the chunk that support the claim.")
-
-
-class SourceOut(ChunkRef):
-    n: int | None = Field(description="Its [n] in the answer; null when not in the prompt.")
-    score: float
-    scores: dict[str, float]
-    snippet: str
-
-
-class QueryOut(BaseModel):
-    query_id: str
-    answer: str
-    citations: list[CitationOut]
-    refused: bool = Field(description="The knowledge base has no answer to this question.")
-    uncited: bool = Field(description="The answer kept no valid citation (not grounded).")
-    invalid_citations: int = Field(description="[n] markers removed: they matched no source.")
-    sources: list[SourceOut]
-    generator: str
-    prompt_version: str | None
-    timings: dict[str, float] = Field(
-        description="Milliseconds: retrieve_ms, rerank_ms, generate_ms, total_ms."
-    )
-
-
-class FeedbackIn(BaseModel):
-    query_id: str
-    rating: FeedbackRating
-    comment: str | None = Field(default=None, max_length=4000)
-
-
-class FeedbackOut(BaseModel):
-    query_id: str
-    rating: FeedbackRating
-    comment: str | None
 
 
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {
@@ -251,21 +183,3 @@ def _sse(
             with ctx.services.db.session() as session:
                 message = error or "the answer could not be completed"
                 log_unanswered(session, ctx.scope, ctx.retrieved, message, result)
-
-
-def query_out(
-    query_id: str, result: AnswerResult, sources: list[Source], timings: dict[str, float]
-) -> QueryOut:
-    """The API's answer body (also what `ragkb ask --json` prints)."""
-    return QueryOut(
-        query_id=query_id,
-        answer=result.answer,
-        citations=[CitationOut.model_validate(c.to_dict()) for c in result.citations],
-        refused=result.refused,
-        uncited=result.uncited,
-        invalid_citations=result.invalid_citations,
-        sources=[SourceOut.model_validate(s) for s in numbered_sources(sources, result)],
-        generator=result.generator,
-        prompt_version=result.prompt_version,
-        timings=timings,
-    )

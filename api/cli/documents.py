@@ -1,0 +1,173 @@
+"""A tenant's documents from the command line: ``ragkb ingest`` (store, parse, chunk and
+index files), ``ragkb reindex`` (rebuild the index from the stored chunks), and
+``ragkb backup`` / ``ragkb restore`` (one tenant's rows and files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from api.cli.common import cli_session, console, err_console
+from core import db as database
+from core import tenants
+from core.errors import RagkbError
+from core.settings import get_settings
+
+
+def ingest(
+    paths: list[Path] = typer.Argument(..., help="Files or folders (folders recursively)."),
+    tenant: str = typer.Option(..., "--tenant", help="Tenant slug."),
+    tags: str = typer.Option("", help="Comma-separated tags for every file."),
+) -> None:
+    """Ingest files: store, parse, chunk and index each one, with a progress bar per file
+    and a summary table at the end (exit code 1 when a file failed)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from core.model_loading import force_offline
+    from core.tenancy import scope_for_slug
+    from ingest import batch
+    from ingest.queue import CeleryQueue
+
+    force_offline()
+    settings = get_settings()
+    settings.ensure_dirs()
+    try:
+        files = batch.expand(paths)
+    except FileNotFoundError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    with cli_session(settings) as session:
+        scope = scope_for_slug(session, tenant)
+    db = database.Database.from_settings(settings)
+    tag_list = sorted({t.strip() for t in tags.split(",") if t.strip()})
+    try:
+        todo, results = batch.add_files(settings, db, scope, files, tag_list)
+        columns = (
+            TextColumn("{task.description}", markup=False),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"),
+            TextColumn("{task.fields[stage]}"),
+            TimeElapsedColumn(),
+        )
+        # With Celery the workers do the work (and hold the index); here we follow it.
+        queue = CeleryQueue(settings) if settings.task_mode == "celery" else None
+        with Progress(*columns, console=console) as progress:
+            tasks = {r.name: progress.add_task(r.name, total=100, stage="queued") for r in todo}
+            if queue is not None:
+                for result in todo:
+                    queue.submit(scope.tenant_id, result.document_id or "")
+            for result in todo:
+
+                def show(percent: float, stage: str, task: Any = tasks[result.name]) -> None:
+                    progress.update(task, completed=percent, stage=stage)
+
+                if queue is None:
+                    results.append(batch.process(settings, db, scope, result, show))
+                else:
+                    results.append(batch.wait_for(db, result, show))
+        if queue is not None:
+            queue.close()
+    finally:
+        db.dispose()
+    _ingest_summary(results)
+    if any(r.status != "ready" for r in results):
+        raise typer.Exit(1)
+
+
+def _ingest_summary(results: list[Any]) -> None:
+    table = Table("file", "status", "version", "pages", "chunks", "seconds", "message")
+    for r in sorted(results, key=lambda r: r.name):
+        status = r.status + (" (duplicate)" if r.duplicate else "")
+        bad = r.status in ("failed", "rejected")
+        colour = "green" if r.status == "ready" else "red" if bad else ""
+        table.add_row(
+            escape(r.name),
+            f"[{colour}]{status}[/{colour}]" if colour else status,
+            "" if r.version is None else str(r.version),
+            "" if r.pages is None else str(r.pages),
+            str(r.chunks),
+            f"{r.seconds:.1f}",
+            escape(r.message),
+        )
+    console.print(table)
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    console.print(", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+
+
+def reindex_command(
+    tenant: str = typer.Option(None, "--tenant", help="Tenant slug (default: every tenant)."),
+) -> None:
+    """Rebuild index points and BM25 statistics from the stored chunks (no re-parsing), for
+    one tenant or all: after a lost or corrupt index, or a restore."""
+    from core.model_loading import force_offline
+    from core.tenancy import TenantScope, scope_for_slug
+    from retrieval.indexer import close_indexers, get_indexer
+
+    force_offline()
+    settings = get_settings()
+    try:
+        with cli_session(settings) as session:
+            if tenant is not None:
+                scopes = [scope_for_slug(session, tenant)]
+            else:
+                rows = tenants.list_tenants(session)
+                scopes = [TenantScope(tenant_id=t.id, slug=t.slug) for t in rows]
+            for scope in scopes:
+                count = get_indexer(settings).rebuild(scope, session)
+                session.commit()  # each tenant's statistics as soon as its points are in
+                console.print(f"tenant {scope.slug}: {count} chunks re-indexed")
+    finally:
+        close_indexers()  # flush the embedded index before the process exits
+
+
+def backup_command(
+    tenant: str = typer.Option(..., "--tenant", help="Tenant slug (or id)."),
+    out: Path = typer.Option(..., "--out", help="The archive to write (.tar.gz)."),
+) -> None:
+    """Back up one tenant: its rows (keys, documents, chunks, query log...) and files."""
+    from ingest.backup import backup_tenant
+
+    settings = get_settings()
+    with cli_session(settings) as session:
+        manifest = backup_tenant(session, settings, tenant, out)
+    rows = ", ".join(f"{n} {name}" for name, n in manifest.tables.items() if n)
+    console.print(f"tenant {manifest.slug} backed up to {out}: {rows}; {manifest.files} files")
+
+
+def restore_command(
+    archive: Path = typer.Argument(..., help="An archive made by `ragkb backup`."),
+    replace: bool = typer.Option(
+        False, "--replace", help="Overwrite a tenant with the same id or slug."
+    ),
+) -> None:
+    """Restore a tenant from a backup (ids kept) and rebuild its index from its chunks.
+    Run it while the server is stopped in the embedded mode (one process opens the index)."""
+    from core.model_loading import force_offline
+    from ingest.backup import open_database, restore_tenant
+    from retrieval.indexer import close_indexers
+
+    force_offline()
+    settings = get_settings()
+    db = open_database(settings)
+    try:
+        with db.session() as session:
+            result = restore_tenant(session, settings, archive, replace=replace)
+    except RagkbError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from exc
+    finally:
+        close_indexers()
+        db.dispose()
+    rows = ", ".join(f"{n} {name}" for name, n in result.rows.items() if n)
+    console.print(
+        f"tenant {result.slug} restored: {rows}; {result.files} files; "
+        f"{result.chunks_indexed} chunks indexed"
+    )
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {warning}")

@@ -1,0 +1,111 @@
+"""Asking the knowledge base: ``ragkb search`` (ranked chunks, as ``POST /v1/search``) and
+``ragkb ask`` (a cited answer, as ``POST /v1/query``)."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from api.cli.common import cli_session, console, err_console
+from core.settings import get_settings
+
+
+def search_command(
+    query: str = typer.Argument(..., help="What to look for."),
+    tenant: str = typer.Option(..., "--tenant", help="Tenant slug."),
+    top_k: int = typer.Option(10, "--top-k", min=1, max=100, help="Chunks to show."),
+    mode: str = typer.Option("hybrid", help="dense, bm25 or hybrid."),
+    rerank: bool = typer.Option(True, "--rerank/--no-rerank", help="Run the second stage."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON the API returns."),
+) -> None:
+    """Search a tenant's chunks, as POST /v1/search does."""
+    # Imported here: loading torch and the models is only worth it for this command.
+    from pydantic import ValidationError
+
+    from core.model_loading import force_offline
+    from core.tenancy import scope_for_slug
+    from retrieval.search import SearchRequest, search
+
+    force_offline()
+    try:
+        request = SearchRequest(query=query, top_k=top_k, mode=mode, rerank=rerank)
+    except ValidationError as exc:
+        err_console.print(f"[red]error:[/red] {exc.errors()[0]['msg']}")
+        raise typer.Exit(2) from exc
+    settings = get_settings()
+    with cli_session(settings) as session:
+        response = search(settings, session, scope_for_slug(session, tenant), request)
+    if as_json:
+        typer.echo(response.model_dump_json(indent=2))
+        return
+    table = Table("#", "score", "document", "page", "text")
+    for rank, hit in enumerate(response.hits, start=1):
+        page = "" if hit.page_start is None else str(hit.page_start)
+        snippet = hit.text if len(hit.text) <= 160 else hit.text[:160] + "…"
+        table.add_row(str(rank), f"{hit.score:.3f}", hit.filename, page, snippet)
+    console.print(table)
+    timings = ", ".join(f"{k} {v:.0f}" for k, v in response.timings.items())
+    console.print(f"second stage: {response.reranker}; {timings}")
+
+
+def ask_command(
+    question: str = typer.Argument(..., help="The question."),
+    tenant: str = typer.Option(..., "--tenant", help="Tenant slug."),
+    top_k: int = typer.Option(
+        None, "--top-k", min=1, max=50, help="Sources to retrieve (default: answer_top_k)."
+    ),
+    mode: str = typer.Option("hybrid", help="dense, bm25 or hybrid."),
+    stream: bool = typer.Option(True, "--stream/--no-stream", help="Print tokens as they come."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON the API returns."),
+) -> None:
+    """Answer a question from a tenant's documents, with citations, as POST /v1/query does."""
+    from pydantic import ValidationError
+    from rich.markup import escape
+
+    from api.answering import Question, finish, retrieve
+    from api.schemas import query_out
+    from core.model_loading import force_offline
+    from core.tenancy import scope_for_slug
+    from generation.answer import AnswerResult
+    from retrieval.search import SearchRequest
+
+    force_offline()
+    settings = get_settings()
+    top_k = top_k or settings.answer_top_k
+    try:  # the same validation as the API's
+        SearchRequest(query=question, top_k=top_k, mode=mode)
+    except ValidationError as exc:
+        err_console.print(f"[red]error:[/red] {exc.errors()[0]['msg']}")
+        raise typer.Exit(2) from exc
+    with cli_session(settings) as session:
+        scope = scope_for_slug(session, tenant)
+        asked = Question(text=question, top_k=top_k, mode=mode)  # type: ignore[arg-type]
+        retrieved = retrieve(settings, session, scope, asked)
+        result: AnswerResult | None = None
+        # GeneratorUnavailable is a RagkbError: cli_session reports it.
+        for event in retrieved.events(settings, stream=stream):
+            if isinstance(event, AnswerResult):
+                result = event
+            elif stream and not as_json:
+                typer.echo(event.text, nl=False)
+        assert result is not None
+        answered = finish(settings, session, scope, retrieved, result)
+    query_id, timings = answered.query_id, answered.timings
+    if as_json:
+        out = query_out(query_id, result, answered.sources, timings)
+        typer.echo(out.model_dump_json(indent=2))
+        return
+    typer.echo("" if stream else result.answer)
+    if result.uncited:
+        err_console.print("[yellow]warning:[/yellow] the answer cites no source")
+    for c in result.citations:
+        pages = "" if c.page_start is None else f", p. {c.page_start}"
+        if c.page_end not in (None, c.page_start):
+            pages += f"-{c.page_end}"
+        where, quote = escape(f"{c.filename}{pages}"), escape(c.quote)
+        console.print(f"[bold]\\[{c.n}][/bold] {where}: [dim]{quote}[/dim]", highlight=False)
+    console.print(
+        f"[dim]query {query_id}; generator {result.generator}; "
+        + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())
+        + "[/dim]"
+    )
