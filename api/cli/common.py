@@ -1,10 +1,11 @@
-"""What every ``ragkb`` command shares: the consoles it prints to and the database session
-that turns our errors into a message and exit code 1."""
+"""What every ``ragkb`` command shares: the consoles it prints to, and the database session
+or the process's ``Services`` that turn our errors into a message and exit code 1."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -13,6 +14,9 @@ from sqlalchemy.orm import Session
 from core import db as database
 from core.errors import RagkbError
 from core.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from services.container import Services
 
 console = Console()
 err_console = Console(stderr=True)
@@ -32,3 +36,24 @@ def cli_session(settings: Settings | None = None) -> Iterator[Session]:
         raise typer.Exit(1) from exc
     finally:
         db.dispose()
+
+
+@contextmanager
+def cli_services(settings: Settings | None = None) -> Iterator[Services]:
+    """The command's process ``Services`` (index, models, generator), closed when it ends:
+    the embedded index is one process's at a time. Our errors become a message and exit
+    code 1."""
+    # Imported here: `ragkb --help` and the admin commands need no models.
+    from services.container import build_services
+
+    settings = settings or get_settings()
+    settings.ensure_dirs()
+    services = build_services(settings)
+    try:
+        yield services
+    except RagkbError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from exc
+    finally:
+        services.close()
+        services.db.dispose()

@@ -11,8 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from api.cli.common import cli_session, console, err_console
-from core import db as database
+from api.cli.common import cli_services, cli_session, console, err_console
 from core import tenants
 from core.errors import RagkbError
 from core.settings import get_settings
@@ -31,6 +30,7 @@ def ingest(
     from core.tenancy import scope_for_slug
     from ingest import batch
     from ingest.queue import CeleryQueue
+    from services.container import build_services
 
     force_offline()
     settings = get_settings()
@@ -42,7 +42,9 @@ def ingest(
         raise typer.Exit(2) from exc
     with cli_session(settings) as session:
         scope = scope_for_slug(session, tenant)
-    db = database.Database.from_settings(settings)
+    # Opens the index only if it works here (in-process); with Celery the workers do.
+    services = build_services(settings)
+    db = services.db
     tag_list = sorted({t.strip() for t in tags.split(",") if t.strip()})
     try:
         todo, results = batch.add_files(settings, db, scope, files, tag_list)
@@ -66,12 +68,13 @@ def ingest(
                     progress.update(task, completed=percent, stage=stage)
 
                 if queue is None:
-                    results.append(batch.process(settings, db, scope, result, show))
+                    results.append(batch.process(services, scope, result, show))
                 else:
                     results.append(batch.wait_for(db, result, show))
         if queue is not None:
             queue.close()
     finally:
+        services.close()  # flush the embedded index before the process exits
         db.dispose()
     _ingest_summary(results)
     if any(r.status != "ready" for r in results):
@@ -107,23 +110,20 @@ def reindex_command(
     one tenant or all: after a lost or corrupt index, or a restore."""
     from core.model_loading import force_offline
     from core.tenancy import TenantScope, scope_for_slug
-    from retrieval.indexer import close_indexers, get_indexer
 
     force_offline()
     settings = get_settings()
-    try:
-        with cli_session(settings) as session:
-            if tenant is not None:
-                scopes = [scope_for_slug(session, tenant)]
-            else:
-                rows = tenants.list_tenants(session)
-                scopes = [TenantScope(tenant_id=t.id, slug=t.slug) for t in rows]
-            for scope in scopes:
-                count = get_indexer(settings).rebuild(scope, session)
-                session.commit()  # each tenant's statistics as soon as its points are in
-                console.print(f"tenant {scope.slug}: {count} chunks re-indexed")
-    finally:
-        close_indexers()  # flush the embedded index before the process exits
+    # cli_services closes the index at the end: flushed before the process exits.
+    with cli_services(settings) as services, services.db.session() as session:
+        if tenant is not None:
+            scopes = [scope_for_slug(session, tenant)]
+        else:
+            rows = tenants.list_tenants(session)
+            scopes = [TenantScope(tenant_id=t.id, slug=t.slug) for t in rows]
+        for scope in scopes:
+            count = services.indexer.rebuild(scope, session)
+            session.commit()  # each tenant's statistics as soon as its points are in
+            console.print(f"tenant {scope.slug}: {count} chunks re-indexed")
 
 
 def backup_command(
@@ -150,20 +150,20 @@ def restore_command(
     Run it while the server is stopped in the embedded mode (one process opens the index)."""
     from core.model_loading import force_offline
     from ingest.backup import open_database, restore_tenant
-    from retrieval.indexer import close_indexers
+    from services.container import build_services
 
     force_offline()
     settings = get_settings()
-    db = open_database(settings)
+    services = build_services(settings, open_database(settings))
     try:
-        with db.session() as session:
-            result = restore_tenant(session, settings, archive, replace=replace)
+        with services.db.session() as session:
+            result = restore_tenant(session, services, archive, replace=replace)
     except RagkbError as exc:
         err_console.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(1) from exc
     finally:
-        close_indexers()
-        db.dispose()
+        services.close()
+        services.db.dispose()
     rows = ", ".join(f"{n} {name}" for name, n in result.rows.items() if n)
     console.print(
         f"tenant {result.slug} restored: {rows}; {result.files} files; "

@@ -43,6 +43,7 @@ def eval_run(
     from eval.datasets import resolve
     from eval.runner import RunOptions
     from eval.runs import run_dataset
+    from services.container import build_services
 
     force_offline()
     settings = get_settings()
@@ -60,7 +61,7 @@ def eval_run(
     except (ValueError, FileNotFoundError) as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    db = database.Database.from_settings(settings)
+    services = build_services(settings)
     columns = (
         TextColumn(f"{data.name}", markup=False),
         BarColumn(),
@@ -75,9 +76,10 @@ def eval_run(
             def show(fraction: float, stage: str) -> None:
                 progress.update(task, completed=100 * fraction, stage=stage)
 
-            run_id, results = run_dataset(settings, db, data, options, out_dir=out, progress=show)
+            run_id, results = run_dataset(services, data, options, out_dir=out, progress=show)
     finally:
-        db.dispose()
+        services.close()
+        services.db.dispose()
     from eval.report import metric_rows
 
     header, rows = metric_rows(results)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from api.cli.common import cli_session, console, err_console
+from api.cli.common import cli_services, console, err_console
 from core.settings import get_settings
 
 
@@ -33,8 +33,15 @@ def search_command(
         err_console.print(f"[red]error:[/red] {exc.errors()[0]['msg']}")
         raise typer.Exit(2) from exc
     settings = get_settings()
-    with cli_session(settings) as session:
-        response = search(settings, session, scope_for_slug(session, tenant), request)
+    with cli_services(settings) as services, services.db.session() as session:
+        response = search(
+            settings,
+            session,
+            scope_for_slug(session, tenant),
+            request,
+            indexer=services.indexer,
+            reranker=services.reranker,
+        )
     if as_json:
         typer.echo(response.model_dump_json(indent=2))
         return
@@ -62,12 +69,12 @@ def ask_command(
     from pydantic import ValidationError
     from rich.markup import escape
 
-    from api.answering import Question, finish, retrieve
     from api.schemas import query_out
     from core.model_loading import force_offline
     from core.tenancy import scope_for_slug
     from generation.answer import AnswerResult
     from retrieval.search import SearchRequest
+    from services.answering import Question, finish, retrieve
 
     force_offline()
     settings = get_settings()
@@ -77,19 +84,19 @@ def ask_command(
     except ValidationError as exc:
         err_console.print(f"[red]error:[/red] {exc.errors()[0]['msg']}")
         raise typer.Exit(2) from exc
-    with cli_session(settings) as session:
+    with cli_services(settings) as services, services.db.session() as session:
         scope = scope_for_slug(session, tenant)
         asked = Question(text=question, top_k=top_k, mode=mode)  # type: ignore[arg-type]
-        retrieved = retrieve(settings, session, scope, asked)
+        retrieved = retrieve(services, session, scope, asked)
         result: AnswerResult | None = None
-        # GeneratorUnavailable is a RagkbError: cli_session reports it.
-        for event in retrieved.events(settings, stream=stream):
+        # GeneratorUnavailable is a RagkbError: cli_services reports it.
+        for event in retrieved.events(stream=stream):
             if isinstance(event, AnswerResult):
                 result = event
             elif stream and not as_json:
                 typer.echo(event.text, nl=False)
         assert result is not None
-        answered = finish(settings, session, scope, retrieved, result)
+        answered = finish(services, session, scope, retrieved, result)
     query_id, timings = answered.query_id, answered.timings
     if as_json:
         out = query_out(query_id, result, answered.sources, timings)
