@@ -4,8 +4,8 @@
 The types and the engine protocol live in ``retrieval.index_types``. Engines
 (``index_edge`` for the embedded default, ``index_client`` for a Qdrant server or cluster
 and qdrant-client's local mode) import only those, and only translate a
-:class:`PointFilter` into their own filter type; a ``PointFilter`` always carries a tenant id, and only this module builds
-one from a scope.
+:class:`PointFilter` into their own filter type; a ``PointFilter`` always carries a
+tenant id, and only this module builds one from a scope.
 
 One collection per embedding model (``chunks_<model>_<dim>``): a named dense vector
 (cosine) and a named sparse vector holding the BM25 term-frequency weights
@@ -23,6 +23,7 @@ from core.settings import Settings
 from core.tenancy import TenantScope
 from retrieval.index_types import IndexEngine, IndexPoint, PointFilter, QuerySpec, StoredPoint
 
+
 @dataclass
 class VectorIndex:
     """The tenant-scoped facade over one engine and collection."""
@@ -35,7 +36,7 @@ class VectorIndex:
     def upsert(self, scope: TenantScope, points: Sequence[IndexPoint]) -> None:
         for point in points:
             owner = point.payload.get("tenant_id", scope.tenant_id)
-            if owner != scope.tenant_id:
+            if not isinstance(owner, str) or not scope.owns(owner):
                 raise ValueError(f"point {point.id} belongs to another tenant")
             point.payload["tenant_id"] = scope.tenant_id
         if points:
