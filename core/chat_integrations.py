@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from core.errors import Conflict, NotFound
 from core.models import ChatIntegration, Tenant
 from core.secrets import SecretBox
-from core.tenancy import TenantScope
+from core.tenancy import TenantScope, scoped
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,7 @@ def add_integration(
 
 
 def list_integrations(session: Session, tenant: Tenant) -> list[ChatIntegration]:
-    stmt = select(ChatIntegration).where(ChatIntegration.tenant_id == tenant.id)
+    stmt = scoped(select(ChatIntegration), ChatIntegration, TenantScope.of(tenant))
     return list(session.scalars(stmt.order_by(ChatIntegration.created_at)))
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from core.errors import RateLimited
 from core.models import Document, QueryLog, utcnow
 from core.settings import Settings
-from core.tenancy import TenantScope
+from core.tenancy import TenantScope, scoped, scoped_count
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +61,10 @@ def check_upload_quota(
     if limits.max_documents is None and limits.max_stored_bytes is None:
         return
     count, stored = session.execute(
-        select(func.count(Document.id), func.coalesce(func.sum(Document.size_bytes), 0)).where(
-            Document.tenant_id == scope.tenant_id
+        scoped(
+            select(func.count(Document.id), func.coalesce(func.sum(Document.size_bytes), 0)),
+            Document,
+            scope,
         )
     ).one()
     if limits.max_documents is not None and count + files > limits.max_documents:
@@ -85,11 +87,7 @@ def check_query_quota(session: Session, scope: TenantScope, limits: TenantLimits
         return
     now = utcnow()
     midnight = datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
-    asked = session.scalar(
-        select(func.count(QueryLog.id)).where(
-            QueryLog.tenant_id == scope.tenant_id, QueryLog.created_at >= midnight
-        )
-    )
+    asked = session.scalar(scoped_count(QueryLog, scope, QueryLog.created_at >= midnight))
     if (asked or 0) >= limits.max_queries_per_day:
         reset = (midnight + timedelta(days=1) - now).total_seconds()
         raise RateLimited(

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from core.api_keys import generate_key, hash_key, key_matches, parse_prefix
 from core.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from core.models import ApiKey, KeyRole, Tenant, utcnow
-from core.tenancy import TenantScope
+from core.tenancy import TenantScope, scoped
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -116,7 +116,7 @@ def issue_key(
 def list_keys(session: Session, tenant: Tenant) -> list[ApiKey]:
     return list(
         session.scalars(
-            select(ApiKey).where(ApiKey.tenant_id == tenant.id).order_by(ApiKey.created_at)
+            scoped(select(ApiKey), ApiKey, TenantScope.of(tenant)).order_by(ApiKey.created_at)
         )
     )
 

@@ -20,14 +20,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import tenants
 from core.errors import NotFound
 from core.models import Chunk, Document, DocumentStatus, Tenant
 from core.settings import Settings
-from core.tenancy import TenantScope, scope_for_slug, scoped
+from core.tenancy import TenantScope, scope_for_slug, scoped, scoped_delete
 from eval.datasets import Dataset, matches
 from retrieval import bm25
 from retrieval.search import searchable
@@ -137,8 +137,8 @@ def judgements(dataset: Dataset, corpus: Corpus) -> dict[str, dict[str, int]]:
 def _wipe(services: Services, session: Session, scope: TenantScope) -> None:
     services.indexer.vector_index.delete_tenant(scope)
     bm25.reset(session, scope)
-    session.execute(delete(Chunk).where(Chunk.tenant_id == scope.tenant_id))
-    session.execute(delete(Document).where(Document.tenant_id == scope.tenant_id))
+    session.execute(scoped_delete(Chunk, scope))
+    session.execute(scoped_delete(Document, scope))
 
 
 def _index_passages(

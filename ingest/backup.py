@@ -45,7 +45,7 @@ from core.models import (
 )
 from core.secrets import SecretBox
 from core.settings import Settings
-from core.tenancy import TenantScope, tenant_dir
+from core.tenancy import TenantScope, scoped, tenant_dir
 from ingest.documents import IN_FLIGHT
 from services.container import Services
 
@@ -115,9 +115,7 @@ def backup_tenant(session: Session, settings: Settings, slug_or_id: str, out: Pa
     )
     unfinished = set(
         session.scalars(
-            select(Document.id).where(
-                Document.tenant_id == tenant.id, Document.status.in_(_UNFINISHED)
-            )
+            scoped(select(Document.id), Document, scope).where(Document.status.in_(_UNFINISHED))
         )
     )
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -255,6 +253,7 @@ def _open_archive(source: Path) -> tarfile.TarFile:
 def _make_room(session: Session, services: Services, scope: TenantScope, replace: bool) -> None:
     existing = list(
         session.scalars(
+            # The tenants table itself (its id is the tenant id): no tenant_id column to scope.
             select(Tenant).where((Tenant.id == scope.tenant_id) | (Tenant.slug == scope.slug))
         )
     )
@@ -346,9 +345,7 @@ def _restore_files(archive: tarfile.TarFile, folder: Path) -> int:
 
 
 def _check_secrets(session: Session, settings: Settings, scope: TenantScope) -> list[str]:
-    rows = list(
-        session.scalars(select(ChatIntegration).where(ChatIntegration.tenant_id == scope.tenant_id))
-    )
+    rows = list(session.scalars(scoped(select(ChatIntegration), ChatIntegration, scope)))
     if not rows:
         return []
     box = SecretBox.from_settings(settings)

@@ -32,7 +32,7 @@ from core.db import Database
 from core.metrics import INGEST_FAILURES, INGEST_STAGE_LATENCY
 from core.models import Chunk, Document, DocumentStatus, Tenant, utcnow
 from core.settings import Settings
-from core.tenancy import TenantScope, scoped
+from core.tenancy import TenantScope, scoped, scoped_update
 from ingest.chunking import ChunkingOptions, chunk_elements
 from ingest.documents import IN_FLIGHT, remove_document
 from ingest.errors import DocumentRejected, TransientError
@@ -114,10 +114,9 @@ def _claim(settings: Settings, db: Database, scope: TenantScope, document_id: st
     stale = utcnow() - timedelta(seconds=settings.ingest_stale_after_s)
     with db.session() as session:
         result = session.execute(
-            update(Document)
+            scoped_update(Document, scope)
             .where(
                 Document.id == document_id,
-                Document.tenant_id == scope.tenant_id,
                 or_(
                     Document.status == DocumentStatus.QUEUED,
                     and_(

@@ -21,12 +21,12 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from core.models import Bm25CorpusStat, Bm25TermStat
-from core.tenancy import TenantScope
+from core.tenancy import TenantScope, scoped, scoped_delete
 from retrieval.tokenizer import tokenize
 
 # Rows per INSERT ... ON CONFLICT statement (SQLite allows 32k bound parameters).
@@ -116,9 +116,8 @@ def document_frequencies(
     ids = list(term_ids)
     found: dict[int, int] = {}
     for start in range(0, len(ids), _UPSERT_BATCH):
-        stmt = select(Bm25TermStat.term_id, Bm25TermStat.df).where(
-            Bm25TermStat.tenant_id == scope.tenant_id,
-            Bm25TermStat.term_id.in_(ids[start : start + _UPSERT_BATCH]),
+        stmt = scoped(select(Bm25TermStat.term_id, Bm25TermStat.df), Bm25TermStat, scope).where(
+            Bm25TermStat.term_id.in_(ids[start : start + _UPSERT_BATCH])
         )
         found.update({term: df for term, df in session.execute(stmt)})
     return found
@@ -151,11 +150,7 @@ def apply_delta(
         )
         session.execute(stmt)
     if any(n < 0 for _, n in changes):
-        session.execute(
-            delete(Bm25TermStat).where(
-                Bm25TermStat.tenant_id == scope.tenant_id, Bm25TermStat.df <= 0
-            )
-        )
+        session.execute(scoped_delete(Bm25TermStat, scope).where(Bm25TermStat.df <= 0))
     if doc_delta or length_delta:
         stmt_c = insert(Bm25CorpusStat).values(
             tenant_id=scope.tenant_id, doc_count=doc_delta, total_length=length_delta
@@ -173,8 +168,8 @@ def apply_delta(
 
 def reset(session: Session, scope: TenantScope) -> None:
     """Forget the tenant's statistics (before a rebuild from the chunks table)."""
-    session.execute(delete(Bm25TermStat).where(Bm25TermStat.tenant_id == scope.tenant_id))
-    session.execute(delete(Bm25CorpusStat).where(Bm25CorpusStat.tenant_id == scope.tenant_id))
+    session.execute(scoped_delete(Bm25TermStat, scope))
+    session.execute(scoped_delete(Bm25CorpusStat, scope))
 
 
 def _insert_for(session: Session) -> type[sqlite.Insert] | type[postgresql.Insert]:

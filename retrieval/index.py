@@ -36,7 +36,7 @@ class VectorIndex:
     def upsert(self, scope: TenantScope, points: Sequence[IndexPoint]) -> None:
         for point in points:
             owner = point.payload.get("tenant_id", scope.tenant_id)
-            if owner != scope.tenant_id:
+            if not isinstance(owner, str) or not scope.owns(owner):
                 raise ValueError(f"point {point.id} belongs to another tenant")
             point.payload["tenant_id"] = scope.tenant_id
         if points:

@@ -79,7 +79,7 @@ class ChunkIndexer:
     ) -> None:
         """Embed and upsert ``chunks`` (point id = chunk id); re-indexing is idempotent."""
         for chunk in chunks:
-            if chunk.tenant_id != scope.tenant_id:
+            if not scope.owns(chunk):
                 raise ValueError(f"chunk {chunk.id} does not belong to tenant {scope.slug}")
         if not chunks:
             if progress:

@@ -213,5 +213,5 @@ def _owned_chunks(
         for chunk, filename, document_tenant in session.execute(
             searchable(stmt.add_columns(Document.tenant_id))
         )
-        if chunk.tenant_id == scope.tenant_id and document_tenant == scope.tenant_id
+        if scope.owns(chunk) and scope.owns(document_tenant)
     }
