@@ -43,3 +43,14 @@ def force_offline() -> None:
     """Never let a library reach a hub or phone home at run time."""
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "DO_NOT_TRACK", "SCARF_NO_ANALYTICS"):
         os.environ.setdefault(var, "1")
+
+
+def quiet_loading() -> None:
+    """No progress bars while weights load: in a CLI answer or a server log they are noise
+    (``ragkb ask --json`` printed "Loading weights ..." before its JSON)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as transformers_logging
+    except ImportError:  # a loader without transformers draws none
+        return
+    transformers_logging.disable_progress_bar()

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from core.model_loading import force_offline, resolve_model
+from core.model_loading import force_offline, quiet_loading, resolve_model
 
 Vectors = npt.NDArray[np.float32]
 
@@ -40,6 +40,7 @@ class DenseEmbedder:
             with self._lock:  # two threads asking first must not load it twice
                 if self._model is None:
                     force_offline()
+                    quiet_loading()
                     passive_openmp()
                     from sentence_transformers import SentenceTransformer
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from core.model_loading import force_offline, resolve_model
+from core.model_loading import force_offline, quiet_loading, resolve_model
 from core.settings import Settings
 
 log = logging.getLogger("ragkb.retrieval")
@@ -63,6 +63,7 @@ class CrossEncoderReranker:
 
     def __init__(self, model_ref: str, batch_size: int = 32) -> None:
         force_offline()
+        quiet_loading()
         from sentence_transformers import CrossEncoder
 
         self.model_ref = model_ref
