@@ -130,9 +130,10 @@ def run_parse_only(files: list[Path], embed: bool = False) -> dict[str, Any]:
     )
     timed = None
     if embed:
-        from retrieval.embedding import get_embedder
+        from retrieval.embedding import DenseEmbedder
 
-        embedder = get_embedder(settings.embedding_model, settings.embedding_batch_size)
+        # Only the documents' embedder is timed here: no index, no database.
+        embedder = DenseEmbedder(settings.embedding_model, settings.embedding_batch_size)
         embedder.embed(["warm up"])  # load the model outside the timing
         timed = TimedEmbedder(embedder)
     pages = chunks = 0
@@ -181,7 +182,7 @@ def run_scifact(corpus: Path, passages: int) -> dict[str, Any]:
     from core.settings import Settings
     from eval.corpus import prepare
     from eval.datasets import Dataset, load_beir
-    from retrieval.indexer import close_indexers, get_indexer
+    from services.container import build_services
 
     scifact = load_beir(corpus)
     subset = dict(list(scifact.passages.items())[: passages or None])
@@ -190,16 +191,15 @@ def run_scifact(corpus: Path, passages: int) -> dict[str, Any]:
         settings = Settings(_env_file=None, data_dir=work / "data", log_json=False)
         settings.ensure_dirs()
         database.upgrade(settings.sqlalchemy_url)
-        db = database.Database.from_settings(settings)
-        indexer = get_indexer(settings)
-        indexer.embedder.embed(["warm up"])  # load the model outside the timing
-        timed = TimedEmbedder(indexer.embedder)
+        services = build_services(settings)
+        services.embedder.embed(["warm up"])  # load the model outside the timing
+        timed = TimedEmbedder(services.embedder)
         started = time.perf_counter()
-        prepare(settings, db, Dataset("scifact", "passages", [], subset), lambda f, s: None)
+        prepare(services, Dataset("scifact", "passages", [], subset), lambda f, s: None)
         seconds = time.perf_counter() - started
         timed.restore()
-        close_indexers()
-        db.dispose()
+        services.close()
+        services.db.dispose()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {

@@ -61,7 +61,7 @@ def prepare_corpus(
     from core.settings import Settings
     from eval.corpus import eval_slug, prepare
     from eval.datasets import Dataset, load_beir
-    from retrieval.indexer import close_indexers
+    from services.container import build_services
 
     scifact = load_beir(SHARED_DATA / "scifact")
     subset = dict(list(scifact.passages.items())[:passages])
@@ -71,7 +71,7 @@ def prepare_corpus(
     )
     settings.ensure_dirs()
     database.upgrade(settings.sqlalchemy_url)
-    db = database.Database.from_settings(settings)
+    services = build_services(settings)
     started = time.perf_counter()
     last = [-1]
 
@@ -80,10 +80,10 @@ def prepare_corpus(
             last[0] = int(fraction * 10)
             print(f"  {what}: {fraction:.0%}", flush=True)
 
-    prepare(settings, db, dataset, progress)
+    prepare(services, dataset, progress)
     print(f"indexed {len(subset)} passages in {time.perf_counter() - started:.0f} s")
-    close_indexers()
-    db.dispose()
+    services.close()  # flush the embedded index: the server opens it next
+    services.db.dispose()
     return eval_slug(dataset.name)
 
 

@@ -39,9 +39,11 @@ from core.models import Chunk, Document, DocumentStatus, new_id
 from core.settings import Settings
 from core.tenancy import TenantScope
 from retrieval import bm25
+from retrieval.embedding import DenseEmbedder
 from retrieval.index_types import IndexPoint
-from retrieval.indexer import close_indexers, get_indexer
+from retrieval.rerank import Reranker, load_reranker
 from retrieval.search import SearchRequest, search
+from services.container import Services, build_services
 
 CHUNKS_PER_DOCUMENT = 10
 CONFIGS = [
@@ -52,11 +54,10 @@ CONFIGS = [
 ]
 
 
-def build(settings: Settings, size: int, corpus: list[str], vectors: np.ndarray) -> TenantScope:
+def build(services: Services, size: int, corpus: list[str], vectors: np.ndarray) -> TenantScope:
     """``size`` chunks in SQL, their BM25 statistics and their points in the index."""
+    settings, db = services.settings, services.db
     database.upgrade(settings.sqlalchemy_url)
-    db = database.Database.from_settings(settings)
-    indexer = get_indexer(settings)
     rng = np.random.default_rng(0)
     with db.session() as session:
         tenant = tenants.create_tenant(session, f"bench-{size}")
@@ -118,25 +119,34 @@ def build(settings: Settings, size: int, corpus: list[str], vectors: np.ndarray)
                     },
                 )
             )
-        indexer.vector_index.upsert(scope, points)
+        services.indexer.vector_index.upsert(scope, points)
     elapsed = time.perf_counter() - started
     print(f"  upserted {size} points in {elapsed:.1f} s ({size / elapsed:.0f} points/s)")
-    db.dispose()
     return scope
 
 
 def measure(
-    settings: Settings, scope: TenantScope, queries: list[str], mode: str, rerank: bool
+    services: Services,
+    reranker: Reranker,
+    scope: TenantScope,
+    queries: list[str],
+    mode: str,
+    rerank: bool,
 ) -> dict[str, float]:
-    db = database.Database.from_settings(settings)
     timings = []
-    with db.session() as session:
+    with services.db.session() as session:
         for query in [*queries[:5], *queries]:  # the first five warm up
             request = SearchRequest(query=query, top_k=10, mode=mode, rerank=rerank)
             started = time.perf_counter()
-            search(settings, session, scope, request)
+            search(
+                services.settings,
+                session,
+                scope,
+                request,
+                indexer=services.indexer,
+                reranker=reranker,
+            )
             timings.append((time.perf_counter() - started) * 1000)
-    db.dispose()
     timings = timings[5:]
     quantiles = statistics.quantiles(timings, n=20)
     return {"p50": statistics.median(timings), "p95": quantiles[18]}
@@ -167,27 +177,37 @@ def main(argv: list[str] | None = None) -> None:
     queries = list(claims.values())[: args.queries]
 
     print("| chunks | mode | second stage | p50 ms | p95 ms |\n| --- | --- | --- | --- | --- |")
+    # One pair of embedders for every size: the model weights load once, as in a server.
+    embedder: DenseEmbedder | None = None
+    query_embedder: DenseEmbedder | None = None
+    cross_encoder: Reranker | None = None
     for size in (int(s) for s in args.sizes.split(",")):
         workdir = Path(tempfile.mkdtemp(prefix=f"latency-{size}-"))
         settings = Settings(_env_file=None, data_dir=workdir, index_engine=args.engine)
-        scope = build(settings, size, texts, vectors)
-        configs: list[tuple[str, bool, Settings, str]] = [
-            (mode, rerank, settings, "score fusion" if rerank else "none")
+        services = build_services(settings, embedder=embedder, query_embedder=query_embedder)
+        embedder, query_embedder = services.embedder, services.query_embedder
+        scope = build(services, size, texts, vectors)
+        if cross_encoder is None:
+            # Loaded once for every size; it runs on the same index and settings.
+            with_ce = Settings(
+                _env_file=None,
+                data_dir=workdir,
+                index_engine=args.engine,
+                rerank_model=args.cross_encoder,
+            )
+            cross_encoder = load_reranker(with_ce)
+        configs: list[tuple[str, bool, Reranker, str]] = [
+            (mode, rerank, services.reranker, "score fusion" if rerank else "none")
             for mode, rerank in CONFIGS
         ]
-        with_ce = Settings(
-            _env_file=None,
-            data_dir=workdir,
-            index_engine=args.engine,
-            rerank_model=args.cross_encoder,
-        )
-        configs.append(("hybrid", True, with_ce, "cross-encoder MiniLM-L6, 30 candidates"))
-        for mode, rerank, run_settings, label in configs:
+        configs.append(("hybrid", True, cross_encoder, "cross-encoder MiniLM-L6, 30 candidates"))
+        for mode, rerank, reranker, label in configs:
             # The cross-encoder takes seconds per query here: time it on fewer queries.
-            sample = queries[: args.ce_queries] if run_settings is with_ce else queries
-            result = measure(run_settings, scope, sample, mode, rerank)
+            sample = queries[: args.ce_queries] if reranker is cross_encoder else queries
+            result = measure(services, reranker, scope, sample, mode, rerank)
             print(f"| {size:,} | {mode} | {label} | {result['p50']:.1f} | {result['p95']:.1f} |")
-        close_indexers()
+        services.close()
+        services.db.dispose()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

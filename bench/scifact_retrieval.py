@@ -35,12 +35,14 @@ from core.models import Chunk, Document, DocumentStatus
 from core.settings import Settings
 from core.tenancy import TenantScope
 from retrieval.embedding import DenseEmbedder, Vectors
-from retrieval.indexer import ChunkIndexer, close_indexers, get_indexer
-from retrieval.rerank import ScoreFusionReranker, get_reranker
+from retrieval.rerank import ScoreFusionReranker
 from retrieval.search import SearchRequest, search
+from services.container import Services, build_services
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 RUNS = ("bm25", "dense", "hybrid", "hybrid+rerank")
+# Passed to searches with ``rerank=False``, which never call it.
+_FIRST_STAGE_ONLY = ScoreFusionReranker(reason="first stage only")
 
 
 def load_beir(folder: Path, split: str) -> tuple[dict[str, dict[str, str]], dict[str, str], dict]:
@@ -90,14 +92,12 @@ class CachedEmbedder(DenseEmbedder):
 
 
 def ingest_corpus(
-    settings: Settings, corpus: dict[str, dict[str, str]], slug: str = "scifact"
-) -> tuple[database.Database, TenantScope, dict[str, str]]:
+    services: Services, corpus: dict[str, dict[str, str]], slug: str = "scifact"
+) -> tuple[TenantScope, dict[str, str]]:
     """One ready document + one chunk per corpus entry; returns chunk id -> corpus id."""
-    database.upgrade(settings.sqlalchemy_url)
-    db = database.Database.from_settings(settings)
-    indexer = get_indexer(settings)
+    database.upgrade(services.settings.sqlalchemy_url)
     chunk_to_corpus: dict[str, str] = {}
-    with db.session() as session:
+    with services.db.session() as session:
         tenant = tenants.create_tenant(session, slug)
         scope = TenantScope(tenant.id, tenant.slug)
         chunks = []
@@ -124,9 +124,9 @@ def ingest_corpus(
         session.flush()
         chunk_to_corpus = {c.id: corpus_id for c, corpus_id in zip(chunks, corpus, strict=True)}
         started = time.perf_counter()
-        indexer.index(scope, session, chunks, progress=_progress_printer())
+        services.indexer.index(scope, session, chunks, progress=_progress_printer())
         print(f"\nindexed {len(chunks)} chunks in {time.perf_counter() - started:.1f} s")
-    return db, scope, chunk_to_corpus
+    return scope, chunk_to_corpus
 
 
 def _progress_printer() -> Any:
@@ -142,8 +142,7 @@ def _progress_printer() -> Any:
 
 
 def run_queries(
-    settings: Settings,
-    db: database.Database,
+    services: Services,
     scope: TenantScope,
     queries: dict[str, str],
     chunk_to_corpus: dict[str, str],
@@ -151,15 +150,21 @@ def run_queries(
     depth: int = 100,
 ) -> dict[str, dict[str, float]]:
     """query id -> corpus id -> score (higher first) for one run."""
+    settings = services.settings
     mode = "hybrid" if run == "hybrid+rerank" else run
+    # Only the second stage uses a reranker: a cross-encoder loads (in the timed run) only
+    # for hybrid+rerank, as when each search fetched its own.
+    reranker = services.reranker if run == "hybrid+rerank" else _FIRST_STAGE_ONLY
     results: dict[str, dict[str, float]] = {}
-    with db.session() as session:
+    with services.db.session() as session:
         for qid, text in queries.items():
             first = search(
                 settings,
                 session,
                 scope,
                 SearchRequest(query=text, top_k=depth, mode=mode, rerank=False),
+                indexer=services.indexer,
+                reranker=reranker,
             )
             ranked = [chunk_to_corpus[h.chunk_id] for h in first.hits]
             if run == "hybrid+rerank":
@@ -170,6 +175,8 @@ def run_queries(
                     SearchRequest(
                         query=text, top_k=settings.rerank_candidates, mode=mode, rerank=True
                     ),
+                    indexer=services.indexer,
+                    reranker=reranker,
                 )
                 head = [chunk_to_corpus[h.chunk_id] for h in second.hits]
                 # The second stage re-orders the top candidates; the rest keep their order.
@@ -207,27 +214,29 @@ def main(argv: list[str] | None = None) -> None:
     if args.rrf_k is not None:
         overrides["rrf_k"] = args.rrf_k
     settings = Settings(_env_file=None, **overrides)
-    indexer: ChunkIndexer = get_indexer(settings)
-    cached = CachedEmbedder(indexer.embedder, args.cache)
-    indexer.embedder = cached
-    db, scope, chunk_to_corpus = ingest_corpus(settings, corpus)
+    # Documents are embedded through the on-disk cache; queries by the plain query embedder.
+    cached = CachedEmbedder(
+        DenseEmbedder(settings.embedding_model, settings.embedding_batch_size), args.cache
+    )
+    services = build_services(settings, embedder=cached)
+    scope, chunk_to_corpus = ingest_corpus(services, corpus)
     cached.save()
 
     print("\n| run | nDCG@10 | Recall@100 | ms/query |\n| --- | --- | --- | --- |")
     for run in args.runs.split(","):
         started = time.perf_counter()
-        results = run_queries(settings, db, scope, queries, chunk_to_corpus, run)
+        results = run_queries(services, scope, queries, chunk_to_corpus, run)
         per_query_ms = (time.perf_counter() - started) * 1000 / max(len(queries), 1)
         _report(run, evaluate(results, qrels), per_query_ms)
     # Tuning the score-fusion second stage: one hybrid+rerank row per dense weight.
-    reranker = get_reranker(settings)
+    reranker = services.reranker
     for weight in (float(w) for w in args.dense_weights.split(",") if w):
         if isinstance(reranker, ScoreFusionReranker):
             reranker.dense_weight = weight
-        results = run_queries(settings, db, scope, queries, chunk_to_corpus, "hybrid+rerank")
+        results = run_queries(services, scope, queries, chunk_to_corpus, "hybrid+rerank")
         _report(f"hybrid+rerank (dense weight {weight})", evaluate(results, qrels), 0)
-    close_indexers()
-    db.dispose()
+    services.close()
+    services.db.dispose()
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
 
