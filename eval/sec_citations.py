@@ -92,12 +92,13 @@ def matches(filename: str, globs: list[str]) -> bool:
     return any(fnmatch.fnmatch(stem, g) or fnmatch.fnmatch(filename, g) for g in globs)
 
 
-def ensure_corpus(settings: Settings, db: database.Database, docs: Path) -> TenantScope:
+def ensure_corpus(services: Services, docs: Path) -> TenantScope:
     """The eval tenant with every filing ingested (only missing ones are processed), through
     the same calls an upload makes: ``add_document`` then the pipeline's task body."""
     from ingest.documents import add_document
     from ingest.pipeline import process_document
 
+    settings, db = services.settings, services.db
     with db.session() as session:
         try:
             tenants.get_tenant(session, TENANT)
@@ -116,7 +117,7 @@ def ensure_corpus(settings: Settings, db: database.Database, docs: Path) -> Tena
         started = time.perf_counter()
         with db.session() as session, path.open("rb") as handle:
             document_id = add_document(session, settings, scope, path.name, handle).document.id
-        status = process_document(settings, db, scope.tenant_id, document_id, final_attempt=True)
+        status = process_document(services, scope.tenant_id, document_id, final_attempt=True)
         seconds = time.perf_counter() - started
         print(f"ingested {path.name}: {status} in {seconds:.0f}s", file=sys.stderr, flush=True)
     return scope
@@ -140,7 +141,7 @@ def evaluate(
     services = build_services(settings, db)
     results: list[QuestionResult] = []
     try:
-        scope = ensure_corpus(settings, db, docs)
+        scope = ensure_corpus(services, docs)
         with db.session() as session:
             for question, globs in load_questions(csv_path)[:limit]:
                 started = time.perf_counter()
