@@ -6,6 +6,7 @@ SQLite connections get ``PRAGMA foreign_keys=ON`` so ON DELETE CASCADE works the
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,7 +80,9 @@ class Database:
 def alembic_config(url: str) -> Any:
     from alembic.config import Config
 
-    config = Config()
+    # Today's stdout: Config's default is the one at alembic's import, which may be a
+    # CLI runner's buffer that is closed by now (tests that run a command first).
+    config = Config(stdout=sys.stdout)
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     # Percent signs in passwords would otherwise be read as interpolation.
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
