@@ -307,7 +307,8 @@ def ingest(
     from core.model_loading import force_offline
     from core.tenancy import scope_for_slug
     from ingest import batch
-    from ingest.queue import CeleryQueue
+    from tasks.names import TaskName
+    from tasks.queue import CeleryQueue
 
     force_offline()
     settings = get_settings()
@@ -336,7 +337,9 @@ def ingest(
             tasks = {r.name: progress.add_task(r.name, total=100, stage="queued") for r in todo}
             if queue is not None:
                 for result in todo:
-                    queue.submit(scope.tenant_id, result.document_id or "")
+                    queue.submit(
+                        TaskName.INGEST_DOCUMENT, scope.tenant_id, result.document_id or ""
+                    )
             for result in todo:
 
                 def show(percent: float, stage: str, task: Any = tasks[result.name]) -> None:
@@ -393,7 +396,8 @@ def worker(
 ) -> None:
     """Run a Celery worker for the heavy and/or light queue (RAGKB_TASK_MODE=celery)."""
     from core.model_loading import force_offline
-    from ingest.celery_app import make_celery, worker_argv
+    from services.worker import make_worker_app
+    from tasks.celery_app import worker_argv
 
     force_offline()
     _fresh_metrics_dir()
@@ -404,7 +408,7 @@ def worker(
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     settings.ensure_dirs()
-    make_celery(settings).worker_main(argv)
+    make_worker_app(settings).worker_main(argv)
 
 
 @app.command("reindex")

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from core.db import Database
 from core.settings import Settings
 from generation.generator import Generator, build_generator
 from retrieval.indexer import ChunkIndexer, get_indexer
 from retrieval.rerank import Reranker, get_reranker
+
+if TYPE_CHECKING:  # celery is imported only where tasks are queued
+    from tasks.queue import TaskQueue
 
 
 @dataclass
@@ -25,6 +29,9 @@ class Services:
 
     settings: Settings
     db: Database
+    # Set by whoever makes the process's queue (tasks.queue.make_queue, a Celery worker):
+    # task bodies submit follow-up tasks through it.
+    task_queue: TaskQueue | None = None
 
     @cached_property
     def indexer(self) -> ChunkIndexer:
