@@ -50,7 +50,7 @@ _MAX_MEMORY_PER_CHILD_KB = 2 * 1024 * 1024
 _VISIBILITY_MARGIN_S = 300
 
 # Given the worker's app, the context its task bodies receive (built once per process).
-ContextFactory = Callable[[Celery], Any]
+WorkerContextFactory = Callable[[Celery], Any]
 
 
 def broker_url(settings: Settings) -> str:
@@ -150,7 +150,7 @@ def worker_argv(
     ]
 
 
-def make_celery(settings: Settings, context: ContextFactory | None = None) -> Celery:
+def make_celery(settings: Settings, context: WorkerContextFactory | None = None) -> Celery:
     """The Celery app. With ``context`` (a worker's), every registered task body is added
     to it; without, it only sends tasks by name."""
     url = broker_url(settings)
@@ -185,7 +185,7 @@ class _PerProcess:
     """The context of this worker process, built on its first task: prefork children each
     build their own (a database pool must not cross a fork); threads share one."""
 
-    def __init__(self, app: Celery, factory: ContextFactory) -> None:
+    def __init__(self, app: Celery, factory: WorkerContextFactory) -> None:
         self._app = app
         self._factory = factory
         self._lock = threading.Lock()
