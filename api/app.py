@@ -38,21 +38,23 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from eval.tasks import make_eval_queue
         from ingest.documents import sweep_orphan_files_in_background
-        from ingest.queue import make_queue
+        from tasks.queue import TaskQueue, make_queue
 
         sweep_orphan_files_in_background(settings, app.state.db)
-        app.state.ingest_queue = make_queue(services)
-        services.queue = app.state.ingest_queue
-        app.state.eval_queue = make_eval_queue(settings, app.state.db)
-        app.state.readiness_checks["ingest_queue"] = app.state.ingest_queue.health
+        services: Services = app.state.services
+
+        def services_with(queue: TaskQueue) -> Services:
+            services.task_queue = queue  # task bodies (in-process) submit follow-ups here
+            return services
+
+        app.state.task_queue = make_queue(settings, services_with)
+        app.state.readiness_checks["ingest_queue"] = app.state.task_queue.health
         if settings.warm_up:
             # Load the embedding model and open the index now, not on the first request.
             threading.Thread(target=services.indexer.warm_up, daemon=True).start()
         yield
-        app.state.eval_queue.close()
-        app.state.ingest_queue.close()
+        app.state.task_queue.close()
         services.close()
         app.state.db.dispose()
 

@@ -9,5 +9,5 @@ reports (JSON, Markdown, HTML with plots) that compare modes and runs.
 - ``runner``: every question in every mode on the real query path, plus plain baselines.
 - ``report``: ``results.json``, ``report.md``, ``report.html`` and plots.
 - ``runs``: stored runs (``eval_runs``), comparison with the previous run, the run body.
-- ``tasks``: API runs in a background thread (embedded) or the Celery task ``ragkb.eval.run``.
+- ``tasks``: the run's task body (``TaskName.EVAL_RUN``), registered with the task layer.
 """

@@ -14,7 +14,7 @@ Pattern: R2R's providers assembled in one factory (``core/main/assembly/factory.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.db import Database
 from core.settings import Settings
@@ -24,12 +24,16 @@ from retrieval.embedding import DenseEmbedder
 from retrieval.indexer import ChunkIndexer
 from retrieval.rerank import Reranker, load_reranker, reranker_state
 
+if TYPE_CHECKING:  # celery is imported only where tasks are queued
+    from tasks.queue import TaskQueue
+
 
 class Services:
     """The parts one process shares: every thread of the process uses the same ones.
 
-    ``queue`` (the task queue) is attached by whoever runs tasks in this process (the
-    API's lifespan); a CLI command or a worker that only does work has none."""
+    ``task_queue`` is set by whoever makes the process's queue (``tasks.queue.make_queue``
+    in the API's lifespan, ``services.worker`` in a Celery worker): task bodies submit
+    follow-up tasks through it. A CLI command that does the work itself has none."""
 
     def __init__(
         self,
@@ -52,7 +56,7 @@ class Services:
         )
         self.indexer = ChunkIndexer(settings, self.embedder, self.query_embedder)
         self.generator = generator or build_generator(settings)
-        self.queue: Any = None
+        self.task_queue: TaskQueue | None = None
         self._reranker = reranker
         self._reranker_lock = threading.Lock()
 

@@ -29,8 +29,9 @@ def ingest(
     from core.model_loading import force_offline
     from core.tenancy import scope_for_slug
     from ingest import batch
-    from ingest.queue import CeleryQueue
     from services.container import build_services
+    from tasks.names import TaskName
+    from tasks.queue import CeleryQueue
 
     force_offline()
     settings = get_settings()
@@ -61,7 +62,9 @@ def ingest(
             tasks = {r.name: progress.add_task(r.name, total=100, stage="queued") for r in todo}
             if queue is not None:
                 for result in todo:
-                    queue.submit(scope.tenant_id, result.document_id or "")
+                    queue.submit(
+                        TaskName.INGEST_DOCUMENT, scope.tenant_id, result.document_id or ""
+                    )
             for result in todo:
 
                 def show(percent: float, stage: str, task: Any = tasks[result.name]) -> None:

@@ -95,7 +95,8 @@ def worker(
 ) -> None:
     """Run a Celery worker for the heavy and/or light queue (RAGKB_TASK_MODE=celery)."""
     from core.model_loading import force_offline
-    from ingest.celery_app import make_celery, worker_argv
+    from services.worker import make_worker_app
+    from tasks.celery_app import worker_argv
 
     force_offline()
     _fresh_metrics_dir()
@@ -106,7 +107,7 @@ def worker(
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     settings.ensure_dirs()
-    make_celery(settings).worker_main(argv)
+    make_worker_app(settings).worker_main(argv)
 
 
 def _redacted_url(url: str) -> str:

@@ -35,6 +35,7 @@ from core.settings import Settings
 from core.tenancy import TenantScope
 from ingest import documents as service
 from ingest import storage
+from tasks.names import TaskName
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 
@@ -168,7 +169,9 @@ def _add_all(
             )
             continue
         if result.needs_processing:  # queued only once its row is committed
-            request.app.state.ingest_queue.submit(scope.tenant_id, accepted.id)
+            request.app.state.task_queue.submit(
+                TaskName.INGEST_DOCUMENT, scope.tenant_id, accepted.id
+            )
         out.documents.append(accepted)
     if not out.documents and errors:
         raise errors[0]

@@ -18,6 +18,7 @@ from core.models import EvalRunStatus
 from eval import runs as service
 from eval.datasets import load_question_set, questions_to_records
 from eval.runner import DEFAULT_MODES, RunOptions
+from tasks.names import TaskName
 
 router = APIRouter(prefix="/v1/eval", tags=["eval"])
 
@@ -63,7 +64,7 @@ async def create_run(
     run = service.create_run(session, scope, name, options, questions=questions_to_records(queries))
     out = EvalRunOut.of(run)
     session.commit()  # queued only once its row is committed
-    request.app.state.eval_queue.submit(run.id)
+    request.app.state.task_queue.submit(TaskName.EVAL_RUN, run.id)
     return out
 
 

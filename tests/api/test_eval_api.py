@@ -122,25 +122,25 @@ def test_celery_mode_sends_the_eval_task_to_the_light_queue(tmp_path: Path) -> N
     the light queue (checked on the local Redis broker, in a queue of this test's own)."""
     import redis
 
-    from eval.tasks import TASK_NAME, CeleryEvalQueue
-    from ingest.celery_app import make_celery
+    from services.worker import make_worker_app
+    from tasks.names import TaskName
+    from tasks.queue import CeleryQueue
 
     queue_name = f"test-eval-{uuid.uuid4().hex[:8]}"
     settings = make_settings(
         tmp_path, task_mode="celery", redis_url="redis://127.0.0.1:6379/0",
         celery_light_queue=queue_name,
     )  # fmt: skip
-    app = make_celery(settings)
-    app.loader.import_default_modules()
-    assert TASK_NAME in app.tasks
-    queue = CeleryEvalQueue(settings)
+    app = make_worker_app(settings)
+    assert TaskName.EVAL_RUN in app.tasks
+    queue = CeleryQueue(settings)
     broker = redis.Redis.from_url("redis://127.0.0.1:6379/0")
     try:
-        queue.submit("run-123")
+        queue.submit(TaskName.EVAL_RUN, "run-123")
         raw = broker.lpop(queue_name)
         assert isinstance(raw, bytes)
         message = json.loads(raw)
-        assert message["headers"]["task"] == TASK_NAME
+        assert message["headers"]["task"] == TaskName.EVAL_RUN
         assert message["headers"]["argsrepr"] == "['run-123']"
     finally:
         broker.delete(queue_name)

@@ -22,18 +22,16 @@ from core.db import Database
 from core.models import Document, DocumentStatus, utcnow
 from core.settings import Settings
 from core.tenancy import TenantScope
-from eval import tasks as eval_tasks
-from ingest.celery_app import (
-    EVAL_TASK_NAME,
-    REAP_TASK_NAME,
-    TASK_NAME,
+from ingest.documents import add_document
+from services.worker import make_worker_app
+from tasks.celery_app import (
     make_celery,
     reap_queue,
     schedule_reaping_once,
     visibility_timeout_s,
     worker_argv,
 )
-from ingest.documents import add_document
+from tasks.names import TaskName
 from tests.support.celery_workers import (
     LOCAL_REDIS,
     celery_test_settings,
@@ -57,10 +55,10 @@ def test_tasks_are_routed_by_name_to_the_heavy_or_the_light_queue(tmp_path: Path
     def queue_of(name: str) -> str:
         return str(router.route({}, name)["queue"].name)
 
-    assert queue_of(TASK_NAME) == settings.celery_queue
+    assert queue_of(TaskName.INGEST_DOCUMENT) == settings.celery_queue
     assert queue_of("ragkb.ingest.anything_new") == settings.celery_queue
-    assert queue_of("ragkb.eval.run") == settings.celery_light_queue  # the eval helper's task
-    assert queue_of(REAP_TASK_NAME) == settings.celery_light_queue
+    assert queue_of(TaskName.EVAL_RUN) == settings.celery_light_queue
+    assert queue_of(TaskName.REAP_INTERRUPTED) == settings.celery_light_queue
     assert app.conf.task_default_queue == settings.celery_light_queue
     assert {q.name for q in app.conf.task_queues} == {
         settings.celery_queue,
@@ -70,7 +68,7 @@ def test_tasks_are_routed_by_name_to_the_heavy_or_the_light_queue(tmp_path: Path
 
 def test_delivery_guarantees_and_time_limits(tmp_path: Path) -> None:
     settings = _settings(tmp_path, ingest_time_limit_s=600)
-    app = make_celery(settings)
+    app = make_worker_app(settings)
     conf = app.conf
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     # Redis hands an unacknowledged task to another worker after the visibility timeout:
@@ -78,18 +76,16 @@ def test_delivery_guarantees_and_time_limits(tmp_path: Path) -> None:
     assert conf.task_time_limit == 600
     assert visibility_timeout_s(settings) > conf.task_time_limit
     assert conf.broker_transport_options["visibility_timeout"] == visibility_timeout_s(settings)
-    ingest = app.tasks[TASK_NAME]
+    ingest = app.tasks[TaskName.INGEST_DOCUMENT]
     assert ingest.acks_late and ingest.reject_on_worker_lost
     assert ingest.time_limit == 600 and ingest.soft_time_limit == 540
-    assert app.tasks[REAP_TASK_NAME].time_limit < 600
+    assert app.tasks[TaskName.REAP_INTERRUPTED].time_limit < 600
 
     # An eval run outlasts any one document: its own limit, and the visibility timeout
     # covers it too (else a long run would be handed to a second worker while it runs).
     settings = _settings(tmp_path, ingest_time_limit_s=600, eval_time_limit_s=7200)
-    app = make_celery(settings)
-    app.loader.import_default_modules()  # what a worker does at start: loads eval.tasks
-    run_eval = app.tasks[EVAL_TASK_NAME]
-    assert run_eval.name == eval_tasks.TASK_NAME
+    app = make_worker_app(settings)
+    run_eval = app.tasks[TaskName.EVAL_RUN]
     assert run_eval.time_limit == 7200 and run_eval.soft_time_limit == 6480
     assert visibility_timeout_s(settings) > 7200
 
@@ -213,7 +209,7 @@ def test_two_real_workers_reap_each_stuck_document_exactly_once(
         line
         for text in logs
         for line in text.splitlines()
-        if REAP_TASK_NAME in line and "succeeded" in line
+        if TaskName.REAP_INTERRUPTED in line and "succeeded" in line
     ]
     reaped = [i for line in runs for i in re.findall(r"'([0-9a-f-]{36})'", line)]
     assert sorted(i for i in reaped if i in set(stuck)) == sorted(stuck), runs

@@ -23,7 +23,8 @@ from core.models import Chunk, DocumentStatus
 from core.settings import Settings, get_settings
 from core.tenancy import TenantScope
 from ingest.documents import IN_FLIGHT, add_document
-from ingest.queue import CeleryQueue
+from tasks.names import TaskName
+from tasks.queue import CeleryQueue
 from tests.support.celery_workers import (
     celery_test_settings,
     load_document,
@@ -84,7 +85,7 @@ def test_real_worker_processes_and_a_killed_worker_never_leaves_a_document_stuck
     worker = start_worker()
 
     small = _add(db, settings, scope, "notes.md", b"# Notes\n\n" + SENTENCE.encode() * 3)
-    queue.submit(scope.tenant_id, small)
+    queue.submit(TaskName.INGEST_DOCUMENT, scope.tenant_id, small)
     done = wait_for_document(db, small, lambda d: d.status == DocumentStatus.READY, timeout=180)
     assert done.chunk_count >= 1
 
@@ -105,7 +106,7 @@ def test_real_worker_processes_and_a_killed_worker_never_leaves_a_document_stuck
     # A long document: the worker is killed while it is working on it.
     paragraphs = "\n\n".join(f"{SENTENCE * 3} Item {i}." for i in range(600)).encode()
     big = _add(db, settings, scope, "minutes.txt", paragraphs)
-    queue.submit(scope.tenant_id, big)
+    queue.submit(TaskName.INGEST_DOCUMENT, scope.tenant_id, big)
     wait_for_document(db, big, lambda d: d.status in IN_FLIGHT, timeout=60)
     time.sleep(1.0)
     worker.send_signal(signal.SIGKILL)

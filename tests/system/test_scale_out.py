@@ -45,8 +45,8 @@ from core.db import Database
 from core.models import Chunk, Document, DocumentStatus, KeyRole
 from core.settings import Settings
 from core.tenancy import TenantScope
-from ingest.celery_app import TASK_NAME
-from ingest.queue import CeleryQueue
+from tasks.names import TaskName
+from tasks.queue import CeleryQueue
 from tests.support.celery_workers import LOCAL_REDIS, Workers, clean_env, redis_available
 from tests.support.helpers import (
     ADMIN_KEY,
@@ -312,7 +312,7 @@ def _wait_task_runs(workers: Workers, runs: int, timeout: float) -> None:
             1
             for text in workers.log_text()
             for line in text.splitlines()
-            if f"Task {TASK_NAME}[" in line and " succeeded in " in line
+            if f"Task {TaskName.INGEST_DOCUMENT}[" in line and " succeeded in " in line
         )
         if done >= runs:
             return
@@ -337,7 +337,9 @@ def _check_each_document_ingested_once(c: Cluster, db: Database, ids: list[str])
     assert rows == chunk_counts and all(n >= 1 for n in rows.values())
     # Worker logs: every task was delivered twice; exactly one run per document did the
     # work ('ready'), the other found it taken or done (None).
-    pattern = re.compile(rf"Task {re.escape(TASK_NAME)}\[[^\]]+\] succeeded in [\d.]+s: (.+)$")
+    pattern = re.compile(
+        rf"Task {re.escape(TaskName.INGEST_DOCUMENT)}\[[^\]]+\] succeeded in [\d.]+s: (.+)$"
+    )
     results_per_worker = [
         [m.group(1).strip() for m in map(pattern.search, text.splitlines()) if m]
         for text in c.workers.log_text()
@@ -375,7 +377,7 @@ def _redeliver_every_task(c: Cluster, db: Database, ids: list[str]) -> None:
                 session.execute(select(Document.tenant_id, Document.id).where(Document.id.in_(ids)))
             )
         for tenant_id, document_id in pairs:
-            queue.submit(tenant_id, document_id)
+            queue.submit(TaskName.INGEST_DOCUMENT, tenant_id, document_id)
     finally:
         queue.close()
 

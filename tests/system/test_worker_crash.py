@@ -24,7 +24,8 @@ from core.models import Bm25CorpusStat, Chunk, Document, DocumentStatus, Tenant
 from core.settings import Settings
 from core.tenancy import TenantScope
 from ingest.documents import IN_FLIGHT, add_document
-from ingest.queue import CeleryQueue
+from tasks.names import TaskName
+from tasks.queue import CeleryQueue
 from tests.support.celery_workers import (
     Workers,
     celery_test_settings,
@@ -82,7 +83,7 @@ def test_worker_killed_mid_pdf_leaves_no_duplicates_and_nothing_half_searchable(
         worker = workers.start("--pool", "threads")
         with db.session() as session:
             small = add_document(session, settings, scope, "parking.md", io.BytesIO(SMALL))
-        queue.submit(scope.tenant_id, small.document.id)
+        queue.submit(TaskName.INGEST_DOCUMENT, scope.tenant_id, small.document.id)
         small_doc = wait_for_document(
             db, small.document.id, lambda d: d.status == DocumentStatus.READY, 180
         )
@@ -91,7 +92,7 @@ def test_worker_killed_mid_pdf_leaves_no_duplicates_and_nothing_half_searchable(
             big_id = add_document(
                 session, settings, scope, BIG_PDF.name, io.BytesIO(BIG_PDF.read_bytes())
             ).document.id
-        queue.submit(scope.tenant_id, big_id)
+        queue.submit(TaskName.INGEST_DOCUMENT, scope.tenant_id, big_id)
         # Killed once its chunk rows exist and embedding is under way: the worst moment.
         wait_for_document(db, big_id, lambda d: d.status in (DocumentStatus.EMBEDDING,
                                                  DocumentStatus.INDEXING), 120)  # fmt: skip

@@ -1,24 +1,24 @@
 """Celery wiring for production: Redis broker and result backend, two queues, tasks
 acknowledged late (a killed worker's task is delivered again), retried with exponential
-backoff on transient errors, and bounded in time and memory per document.
+backoff on transient errors, and bounded in time and memory per task. No task bodies: they
+live with their work and are registered by name (:mod:`tasks.registry`).
 
-Two queues, routed by task name so a new task lands on the right one without its sender
-choosing: ``ragkb.ingest.*`` (parse, chunk, embed, index: seconds to many minutes, lots of
-memory) goes to the heavy queue (``RAGKB_CELERY_QUEUE``), consumed with prefetch 1 so a
-worker never holds a second large PDF while it works on one; every other ``ragkb.*`` task
-(eval runs, housekeeping) goes to the light queue (``RAGKB_CELERY_LIGHT_QUEUE``), whose
-workers prefetch more and never wait behind a large document.
+Two queues, routed by task name (:func:`tasks.names.queue_kind`): heavy tasks (ingestion)
+go to ``RAGKB_CELERY_QUEUE``, consumed with prefetch 1 so a worker never holds a second
+large PDF while it works on one; light ones (eval runs, housekeeping) to
+``RAGKB_CELERY_LIGHT_QUEUE``, whose workers prefetch more and never wait behind a large
+document.
 
 Interrupted documents (heartbeat stopped: a killed worker or pod) are queued again, or
 failed once they have used up ``RAGKB_INGEST_MAX_ATTEMPTS``, by the periodic task
-``ragkb.maintenance.reap_interrupted``. Every worker runs a small scheduler thread, and a
-Redis lock lets only one of them send the task per interval, so any surviving worker keeps
-reaping and several workers never reap twice (no separate beat process to keep alive).
-With the embedded index (no Qdrant server) the task goes to the heavy queue instead: the
-heavy worker is the one process that may open the index.
+``TaskName.REAP_INTERRUPTED``. Every worker runs a small scheduler thread, and a Redis lock
+lets only one of them send the task per interval, so any surviving worker keeps reaping
+and several workers never reap twice (no separate beat process to keep alive). With the
+embedded index (no Qdrant server) the task goes to the heavy queue instead: the heavy
+worker is the one process that may open the index.
 
-``ragkb worker --queues heavy|light`` runs a worker; ``celery -A ingest.celery_app worker``
-works too.
+A worker's app is made with a ``context`` factory (:mod:`services.worker`): each worker
+process builds the context its task bodies receive once, on its first task.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -33,14 +34,11 @@ from celery import Celery, signals
 from kombu import Queue
 
 from core.settings import Settings, get_settings
-from services.container import Services, build_services
+from tasks.names import HEAVY_TASKS, OUR_TASKS, QueueKind, TaskName
+from tasks.registry import Task, registered
 
-log = logging.getLogger("ragkb.ingest")
+log = logging.getLogger("ragkb.tasks")
 
-TASK_NAME = "ragkb.ingest.process_document"
-# Defined in eval.tasks, which the worker imports by name (ingest never imports eval).
-EVAL_TASK_NAME = "ragkb.eval.run"
-REAP_TASK_NAME = "ragkb.maintenance.reap_interrupted"
 # Prefetch per worker process: one for heavy tasks (a prefetched PDF would wait behind the
 # one being parsed while another worker sits idle); several for short light tasks.
 HEAVY_PREFETCH = 1
@@ -51,6 +49,9 @@ _MAX_MEMORY_PER_CHILD_KB = 2 * 1024 * 1024
 # Unacknowledged tasks come back after the longest task plus this margin (seconds).
 _VISIBILITY_MARGIN_S = 300
 
+# Given the worker's app, the context its task bodies receive (built once per process).
+WorkerContextFactory = Callable[[Celery], Any]
+
 
 def broker_url(settings: Settings) -> str:
     url = settings.broker_url or settings.redis_url
@@ -60,11 +61,11 @@ def broker_url(settings: Settings) -> str:
 
 
 def task_routes(settings: Settings) -> dict[str, dict[str, str]]:
-    """Ingestion to the heavy queue, any other task of ours to the light one (glob patterns,
-    tried in order)."""
+    """Heavy tasks to the heavy queue, any other task of ours to the light one (glob
+    patterns, tried in order)."""
     return {
-        "ragkb.ingest.*": {"queue": settings.celery_queue},
-        "ragkb.*": {"queue": settings.celery_light_queue},
+        HEAVY_TASKS: {"queue": settings.celery_queue},
+        OUR_TASKS: {"queue": settings.celery_light_queue},
     }
 
 
@@ -84,7 +85,34 @@ def reap_interval_s(settings: Settings) -> float:
     return max(1.0, settings.ingest_stale_after_s / 2)
 
 
-QUEUE_KINDS = ("heavy", "light")
+def task_options(settings: Settings) -> dict[TaskName, dict[str, Any]]:
+    """Each task's Celery options: delivery and time limits."""
+    ingest_limit = settings.ingest_time_limit_s
+    eval_limit = settings.eval_time_limit_s
+    # Reaping is short; a run that overlaps the next one is harmless (rows are locked,
+    # skip-locked), but it must never hold a worker for long.
+    reap_limit = max(30, int(reap_interval_s(settings) * 4))
+    return {
+        TaskName.INGEST_DOCUMENT: {
+            "acks_late": True,
+            "reject_on_worker_lost": True,
+            # Per document: the soft limit fails it inside with a message; the hard limit
+            # kills the child, and the reaper fails the document then.
+            "time_limit": ingest_limit,
+            "soft_time_limit": int(ingest_limit * 0.9),
+        },
+        # An eval run outlasts any one document: its own, longer limit.
+        TaskName.EVAL_RUN: {
+            "acks_late": True,
+            "time_limit": eval_limit,
+            "soft_time_limit": int(eval_limit * 0.9),
+        },
+        TaskName.REAP_INTERRUPTED: {
+            "acks_late": False,
+            "time_limit": reap_limit,
+            "soft_time_limit": reap_limit - 5,
+        },
+    }
 
 
 def worker_argv(
@@ -101,16 +129,19 @@ def worker_argv(
     Default pool: prefork with a Qdrant server, threads with the embedded index (which
     one process only may open)."""
     kinds = [k.strip() for k in queues.split(",") if k.strip()]
-    unknown = sorted(set(kinds) - set(QUEUE_KINDS))
+    unknown = sorted(set(kinds) - set(QueueKind))
     if unknown or not kinds:
         raise ValueError(f"--queues takes heavy, light or heavy,light (got {queues!r})")
-    names = {"heavy": settings.celery_queue, "light": settings.celery_light_queue}
-    prefetch = HEAVY_PREFETCH if "heavy" in kinds else light_prefetch
-    roles: dict[tuple[str, ...], str] = {("heavy",): "ragkb-ingest", ("light",): "ragkb-light"}
+    names = {QueueKind.HEAVY: settings.celery_queue, QueueKind.LIGHT: settings.celery_light_queue}
+    prefetch = HEAVY_PREFETCH if QueueKind.HEAVY in kinds else light_prefetch
+    roles: dict[tuple[str, ...], str] = {
+        (QueueKind.HEAVY,): "ragkb-ingest",
+        (QueueKind.LIGHT,): "ragkb-light",
+    }
     role = roles.get(tuple(kinds), "ragkb")
     return [
         "worker",
-        f"--queues={','.join(names[k] for k in kinds)}",
+        f"--queues={','.join(names[QueueKind(k)] for k in kinds)}",
         f"--concurrency={concurrency}",
         f"--prefetch-multiplier={prefetch}",
         f"--pool={pool or ('prefork' if settings.qdrant_url else 'threads')}",
@@ -119,10 +150,11 @@ def worker_argv(
     ]
 
 
-def make_celery(settings: Settings) -> Celery:
+def make_celery(settings: Settings, context: WorkerContextFactory | None = None) -> Celery:
+    """The Celery app. With ``context`` (a worker's), every registered task body is added
+    to it; without, it only sends tasks by name."""
     url = broker_url(settings)
-    # eval.tasks holds the light queue's eval task (imported by the worker, by name).
-    app = Celery("ragkb", broker=url, backend=settings.redis_url or url, include=["eval.tasks"])
+    app = Celery("ragkb", broker=url, backend=settings.redis_url or url)
     heavy, light = settings.celery_queue, settings.celery_light_queue
     app.conf.update(
         task_queues=[Queue(heavy), Queue(light)],
@@ -131,16 +163,9 @@ def make_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=HEAVY_PREFETCH,
-        # No task may run longer than this (ingestion also gets it per task, below).
+        # No task may run longer than this (each task also gets its own, task_options).
         task_time_limit=settings.ingest_time_limit_s,
         task_soft_time_limit=int(settings.ingest_time_limit_s * 0.9),
-        # Eval runs (registered by name in eval.tasks) get their own, longer limit.
-        task_annotations={
-            EVAL_TASK_NAME: {
-                "time_limit": settings.eval_time_limit_s,
-                "soft_time_limit": int(settings.eval_time_limit_s * 0.9),
-            }
-        },
         worker_max_memory_per_child=_MAX_MEMORY_PER_CHILD_KB,
         result_expires=24 * 3600,
         # An unacknowledged task returns to the queue after this long (a killed worker).
@@ -148,71 +173,51 @@ def make_celery(settings: Settings) -> Celery:
         result_backend_transport_options={"visibility_timeout": visibility_timeout_s(settings)},
         broker_connection_retry_on_startup=True,
     )
-    _register(app, settings)
+    if context is not None:
+        per_process = _PerProcess(app, context)
+        options = task_options(settings)
+        for name, spec in registered().items():
+            _add_task(app, settings, spec, options[name], per_process)
     return app
 
 
-_worker_services: dict[str, Services] = {}
-_state_lock = threading.Lock()
+class _PerProcess:
+    """The context of this worker process, built on its first task: prefork children each
+    build their own (a database pool must not cross a fork); threads share one."""
+
+    def __init__(self, app: Celery, factory: WorkerContextFactory) -> None:
+        self._app = app
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._built: tuple[int, Any] | None = None
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._built is None or self._built[0] != os.getpid():
+                self._built = (os.getpid(), self._factory(self._app))
+            return self._built[1]
 
 
-def _services(settings: Settings) -> Services:
-    """The worker process's one ``Services``, built on its first task (after the fork: a
-    prefork child must not inherit its parent's connections or index)."""
-    with _state_lock:
-        if "services" not in _worker_services:
-            _worker_services["services"] = build_services(settings)
-        return _worker_services["services"]
+def _add_task(
+    app: Celery, settings: Settings, spec: Task, options: dict[str, Any], context: _PerProcess
+) -> None:
+    retry = spec.retry
+    if retry is not None:
+        options = options | {"max_retries": retry.times(settings)}
 
-
-def _register(app: Celery, settings: Settings) -> None:
     # shared=False: each app (one per Settings) gets its own tasks with its own settings;
     # shared tasks would be copied into every later app with the first app's settings.
-    @app.task(
-        name=TASK_NAME,
-        shared=False,
-        bind=True,
-        max_retries=settings.ingest_retries,
-        acks_late=True,
-        reject_on_worker_lost=True,
-        # Per document: the soft limit fails it inside with a message; the hard limit kills
-        # the child, and the reaper fails the document then.
-        time_limit=settings.ingest_time_limit_s,
-        soft_time_limit=int(settings.ingest_time_limit_s * 0.9),
-    )
-    def process_document_task(self: Any, tenant_id: str, document_id: str) -> str | None:
-        from ingest.errors import TransientError
-        from ingest.pipeline import process_document
-
-        final = self.request.retries >= settings.ingest_retries
+    @app.task(name=str(spec.name), shared=False, bind=True, **options)
+    def run(self: Any, *args: Any) -> Any:
+        services = context.get()
+        if retry is None:
+            return spec.body(services, *args)
+        final = self.request.retries >= self.max_retries
         try:
-            status = process_document(
-                _services(settings), tenant_id, document_id, final_attempt=final
-            )
-        except TransientError as exc:
+            return spec.body(services, *args, final_attempt=final)
+        except retry.on as exc:
             countdown = min(2 ** (self.request.retries + 1), 300)
             raise self.retry(exc=exc, countdown=countdown) from exc
-        return status.value if status else None
-
-    # Reaping is short; a run that overlaps the next one is harmless (rows are locked,
-    # skip-locked), but it must never hold a worker for long.
-    limit = max(30, int(reap_interval_s(settings) * 4))
-
-    @app.task(
-        name=REAP_TASK_NAME,
-        shared=False,
-        acks_late=False,
-        time_limit=limit,
-        soft_time_limit=limit - 5,
-    )
-    def reap_interrupted_task() -> dict[str, list[str]]:
-        """Requeued documents go back to the heavy queue; returns what was done."""
-        from ingest.pipeline import reap_interrupted
-
-        reaped = reap_interrupted(_services(settings))
-        for tenant_id, document_id in reaped.requeued:
-            app.send_task(TASK_NAME, args=[tenant_id, document_id], queue=settings.celery_queue)
-        return {"requeued": [d for _, d in reaped.requeued], "failed": reaped.failed}
 
 
 def schedule_reaping_once(app: Celery, settings: Settings, client: redis.Redis) -> bool:
@@ -224,7 +229,7 @@ def schedule_reaping_once(app: Celery, settings: Settings, client: redis.Redis) 
     if not client.set(key, "1", nx=True, px=int(interval * 1000)):
         return False
     # A reap task that waited past the next interval is dropped, not run late.
-    app.send_task(REAP_TASK_NAME, queue=queue, expires=interval * 2)
+    app.send_task(str(TaskName.REAP_INTERRUPTED), queue=queue, expires=interval * 2)
     return True
 
 
@@ -261,14 +266,13 @@ def serve_metrics(port: int, host: str = "0.0.0.0") -> None:
     start_http_server(port, addr=host, registry=registry)
 
 
+_worker_state: dict[str, Any] = {}
+
+
 @signals.worker_ready.connect
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     settings = get_settings()
     celery_app = getattr(sender, "app", None) or make_celery(settings)
-    _start_reap_scheduler(celery_app, settings)
+    _worker_state["reap_scheduler"] = _start_reap_scheduler(celery_app, settings)
     if settings.worker_metrics_port:
         serve_metrics(settings.worker_metrics_port)
-
-
-# For `celery -A ingest.celery_app worker`.
-app = make_celery(get_settings()) if get_settings().task_mode == "celery" else None
