@@ -49,6 +49,10 @@ def make_client(settings: Settings) -> Iterator[Callable[..., TestClient]]:
     clients: list[TestClient] = []
 
     def make(**overrides: object) -> TestClient:
+        # One app at a time on this data dir, as one server process in production: the
+        # embedded index takes one opener, so the previous app is shut down first.
+        while clients:
+            clients.pop().__exit__(None, None, None)
         client = TestClient(make_app(settings.model_copy(update=overrides)))
         client.__enter__()
         clients.append(client)
