@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
         app.state.task_queue = make_queue(settings, services_with)
         app.state.readiness_checks["ingest_queue"] = app.state.task_queue.health
-        if settings.warm_up:
+        if settings.server.warm_up:
             # Load the embedding model and open the index now, not on the first request.
             threading.Thread(target=services.indexer.warm_up, daemon=True).start()
         yield
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     limiter = build_limiter(settings)
     app.state.limiter = limiter
     app.state.secret_box = SecretBox.from_settings(settings)
-    app.state.seen_events = SeenEvents(settings.redis_url)
+    app.state.seen_events = SeenEvents(settings.storage.redis_url)
     app.state.readiness_checks = {
         "database": lambda: _check_database(db),
         "rate_limiter": limiter.health,
@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     }
 
     install_error_handlers(app)
-    app.state.refusals = RecentRefusals(settings.rate_limit_refusal_memory_s)
+    app.state.refusals = RecentRefusals(settings.limits.rate_limit_refusal_memory_s)
     app.add_middleware(RequestContextMiddleware, refusals=app.state.refusals)
     for router in ALL_ROUTERS:
         app.include_router(router)
@@ -96,7 +96,9 @@ def _prepare_storage(settings: Settings) -> None:
 
 def build_limiter(settings: Settings) -> Limiter:
     """Redis-backed when Redis is configured (shared by replicas), else in-process."""
-    return RedisLimiter(settings.redis_url) if settings.redis_url else MemoryLimiter()
+    return (
+        RedisLimiter(settings.storage.redis_url) if settings.storage.redis_url else MemoryLimiter()
+    )
 
 
 def _check_database(db: database.Database) -> dict[str, Any]:
@@ -107,5 +109,5 @@ def _check_database(db: database.Database) -> dict[str, Any]:
 def create_app_from_env() -> FastAPI:
     """Entry point for `uvicorn --factory api.app:create_app_from_env`."""
     settings = get_settings()
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(settings.observability.log_level, settings.observability.log_json)
     return create_app(settings)

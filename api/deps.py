@@ -64,7 +64,9 @@ def get_identity(
         raise Unauthorized(
             "missing API key: send `Authorization: Bearer <key>`", code="missing_api_key"
         )
-    admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
+    admin_key = (
+        settings.security.admin_key.get_secret_value() if settings.security.admin_key else None
+    )
     # Its own short session: authentication must not share the request's unit of work.
     with db.session() as session:
         identity = authenticate(session, credentials.credentials, admin_key)

@@ -124,16 +124,20 @@ def run_parse_only(files: list[Path], embed: bool = False) -> dict[str, Any]:
     from ingest.tokens import get_tokenizer
 
     settings = Settings(_env_file=None)
-    tokenizer = get_tokenizer(settings.embedding_model)
+    tokenizer = get_tokenizer(settings.models.embedding_model)
     options = ChunkingOptions(
-        settings.chunk_max_tokens, settings.chunk_overlap_tokens, settings.chunk_min_tokens
+        settings.ingest.chunk_max_tokens,
+        settings.ingest.chunk_overlap_tokens,
+        settings.ingest.chunk_min_tokens,
     )
     timed = None
     if embed:
         from retrieval.embedding import DenseEmbedder
 
         # Only the documents' embedder is timed here: no index, no database.
-        embedder = DenseEmbedder(settings.embedding_model, settings.embedding_batch_size)
+        embedder = DenseEmbedder(
+            settings.models.embedding_model, settings.models.embedding_batch_size
+        )
         embedder.embed(["warm up"])  # load the model outside the timing
         timed = TimedEmbedder(embedder)
     pages = chunks = 0
@@ -188,7 +192,9 @@ def run_scifact(corpus: Path, passages: int) -> dict[str, Any]:
     subset = dict(list(scifact.passages.items())[: passages or None])
     work = Path(tempfile.mkdtemp(prefix="ragkb-bench-scifact-"))
     try:
-        settings = Settings(_env_file=None, data_dir=work / "data", log_json=False)
+        settings = Settings(
+            _env_file=None, storage={"data_dir": work / "data"}, observability={"log_json": False}
+        )
         settings.ensure_dirs()
         database.upgrade(settings.sqlalchemy_url)
         services = build_services(settings)

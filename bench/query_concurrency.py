@@ -67,7 +67,9 @@ def prepare_corpus(
     subset = dict(list(scifact.passages.items())[:passages])
     dataset = Dataset(name, "passages", scifact.queries, subset)
     settings = Settings(
-        _env_file=None, data_dir=data_dir, database_url=database_url, log_json=False
+        _env_file=None,
+        storage={"data_dir": data_dir, "database_url": database_url},
+        observability={"log_json": False},
     )
     settings.ensure_dirs()
     database.upgrade(settings.sqlalchemy_url)

@@ -109,7 +109,9 @@ def build(services: Services, size: int, corpus: list[str], vectors: np.ndarray)
                 IndexPoint(
                     id=rows[n]["id"],
                     dense=(vector / np.linalg.norm(vector)).astype(np.float32),
-                    sparse=bm25.document_vector(terms[n], avg, settings.bm25_k1, settings.bm25_b),
+                    sparse=bm25.document_vector(
+                        terms[n], avg, settings.retrieval.bm25_k1, settings.retrieval.bm25_b
+                    ),
                     payload={
                         "document_id": rows[n]["document_id"],
                         "version": 1,
@@ -183,7 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     cross_encoder: Reranker | None = None
     for size in (int(s) for s in args.sizes.split(",")):
         workdir = Path(tempfile.mkdtemp(prefix=f"latency-{size}-"))
-        settings = Settings(_env_file=None, data_dir=workdir, index_engine=args.engine)
+        settings = Settings(
+            _env_file=None, storage={"data_dir": workdir}, index={"engine": args.engine}
+        )
         services = build_services(settings, embedder=embedder, query_embedder=query_embedder)
         embedder, query_embedder = services.embedder, services.query_embedder
         scope = build(services, size, texts, vectors)
@@ -191,9 +195,9 @@ def main(argv: list[str] | None = None) -> None:
             # Loaded once for every size; it runs on the same index and settings.
             with_ce = Settings(
                 _env_file=None,
-                data_dir=workdir,
-                index_engine=args.engine,
-                rerank_model=args.cross_encoder,
+                storage={"data_dir": workdir},
+                index={"engine": args.engine},
+                models={"rerank_model": args.cross_encoder},
             )
             cross_encoder = load_reranker(with_ce)
         configs: list[tuple[str, bool, Reranker, str]] = [

@@ -173,7 +173,10 @@ def run_queries(
                     session,
                     scope,
                     SearchRequest(
-                        query=text, top_k=settings.rerank_candidates, mode=mode, rerank=True
+                        query=text,
+                        top_k=settings.retrieval.rerank_candidates,
+                        mode=mode,
+                        rerank=True,
                     ),
                     indexer=services.indexer,
                     reranker=reranker,
@@ -216,7 +219,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(_env_file=None, **overrides)
     # Documents are embedded through the on-disk cache; queries by the plain query embedder.
     cached = CachedEmbedder(
-        DenseEmbedder(settings.embedding_model, settings.embedding_batch_size), args.cache
+        DenseEmbedder(settings.models.embedding_model, settings.models.embedding_batch_size),
+        args.cache,
     )
     services = build_services(settings, embedder=cached)
     scope, chunk_to_corpus = ingest_corpus(services, corpus)

@@ -36,14 +36,14 @@ class TenantLimits:
     @classmethod
     def defaults(cls, settings: Settings) -> TenantLimits:
         return cls(
-            rate_limit_key_rps=settings.rate_limit_key_rps,
-            rate_limit_key_burst=settings.rate_limit_key_burst,
-            rate_limit_tenant_rps=settings.rate_limit_tenant_rps,
-            rate_limit_tenant_burst=settings.rate_limit_tenant_burst,
-            max_concurrent_queries=settings.max_concurrent_queries_per_tenant,
-            max_documents=settings.quota_max_documents,
-            max_stored_bytes=settings.quota_max_stored_bytes,
-            max_queries_per_day=settings.quota_max_queries_per_day,
+            rate_limit_key_rps=settings.limits.rate_limit_key_rps,
+            rate_limit_key_burst=settings.limits.rate_limit_key_burst,
+            rate_limit_tenant_rps=settings.limits.rate_limit_tenant_rps,
+            rate_limit_tenant_burst=settings.limits.rate_limit_tenant_burst,
+            max_concurrent_queries=settings.limits.max_concurrent_queries_per_tenant,
+            max_documents=settings.limits.quota_max_documents,
+            max_stored_bytes=settings.limits.quota_max_stored_bytes,
+            max_queries_per_day=settings.limits.quota_max_queries_per_day,
         )
 
     def with_overrides(self, overrides: dict[str, Any] | None) -> TenantLimits:

@@ -28,9 +28,9 @@ class SecretBox:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SecretBox:
-        if settings.secret_key is not None:
-            return cls(settings.secret_key.get_secret_value())
-        return cls(_embedded_key(settings.data_dir / _KEY_FILE))
+        if settings.security.secret_key is not None:
+            return cls(settings.security.secret_key.get_secret_value())
+        return cls(_embedded_key(settings.storage.data_dir / _KEY_FILE))
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode("utf-8")).decode("ascii")

@@ -60,11 +60,11 @@ def eval_slug(dataset_name: str) -> str:
 def corpus_fingerprint(settings: Settings, dataset: Dataset) -> str:
     parts = (
         dataset.fingerprint(),
-        settings.embedding_model,
-        str(settings.chunk_max_tokens),
-        str(settings.chunk_overlap_tokens),
-        str(settings.bm25_k1),
-        str(settings.bm25_b),
+        settings.models.embedding_model,
+        str(settings.ingest.chunk_max_tokens),
+        str(settings.ingest.chunk_overlap_tokens),
+        str(settings.retrieval.bm25_k1),
+        str(settings.retrieval.bm25_b),
     )
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 

@@ -61,7 +61,7 @@ class LLMJudge:
         from generation.llm import LLMClient
 
         self.client = LLMClient.from_settings(settings)
-        self.name = f"llm ({settings.llm_model or 'served model'})"
+        self.name = f"llm ({settings.llm.model or 'served model'})"
 
     def supports(self, claim: str, source: str) -> bool:
         prompt = _JUDGE_PROMPT.format(source=source[:4000], claim=claim)
@@ -72,7 +72,7 @@ class LLMJudge:
 def make_judge(settings: Settings, reranker: Reranker) -> Judge:
     """The LLM when one is configured, else ``reranker`` when it is a cross-encoder (the
     process's, ``Services.reranker``), else term overlap."""
-    if settings.llm_base_url:
+    if settings.llm.base_url:
         return LLMJudge(settings)
     if reranker.calibrated:
         return CrossEncoderJudge(reranker)

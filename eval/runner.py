@@ -187,7 +187,7 @@ def _pipeline(
         if rerank:
             found = search(
                 settings, session, corpus.scope,
-                SearchRequest(query=q.text, top_k=settings.rerank_candidates, mode=base),
+                SearchRequest(query=q.text, top_k=settings.retrieval.rerank_candidates, mode=base),
                 indexer=services.indexer, reranker=services.reranker,
             )  # fmt: skip
             _timings(run, found.timings)
@@ -238,8 +238,8 @@ def _baseline(
 
         model = BM25Okapi(
             [tokenize(index_text(c)) or [""] for c in chunks],
-            k1=settings.bm25_k1,
-            b=settings.bm25_b,
+            k1=settings.retrieval.bm25_k1,
+            b=settings.retrieval.bm25_b,
         )
 
         def score(text: str) -> np.ndarray:
@@ -351,12 +351,12 @@ def _ratios(modes: dict[str, dict[str, Any]]) -> dict[str, float]:
 
 def _settings_summary(settings: Settings) -> dict[str, Any]:
     return {
-        "embedding_model": settings.embedding_model,
-        "rerank_model": settings.rerank_model,
-        "rerank_candidates": settings.rerank_candidates,
-        "rrf_k": settings.rrf_k,
-        "bm25_k1": settings.bm25_k1,
-        "bm25_b": settings.bm25_b,
-        "answer_top_k": settings.answer_top_k,
-        "llm_base_url": settings.llm_base_url,
+        "embedding_model": settings.models.embedding_model,
+        "rerank_model": settings.models.rerank_model,
+        "rerank_candidates": settings.retrieval.rerank_candidates,
+        "rrf_k": settings.retrieval.rrf_k,
+        "bm25_k1": settings.retrieval.bm25_k1,
+        "bm25_b": settings.retrieval.bm25_b,
+        "answer_top_k": settings.answer.top_k,
+        "llm_base_url": settings.llm.base_url,
     }

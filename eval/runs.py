@@ -37,7 +37,7 @@ _PREPARE_SHARE = 0.3
 
 
 def run_dir(settings: Settings, run_id: str) -> Path:
-    return settings.data_dir / "eval" / run_id
+    return settings.storage.data_dir / "eval" / run_id
 
 
 def create_run(

@@ -181,10 +181,10 @@ def evaluate(
         generator=services.generator.name,
         settings={
             "top_k": top_k,
-            "embedding_model": settings.embedding_model,
-            "rerank_model": settings.rerank_model,
-            "llm_base_url": settings.llm_base_url,
-            "extractive_max_sentences": settings.extractive_max_sentences,
+            "embedding_model": settings.models.embedding_model,
+            "rerank_model": settings.models.rerank_model,
+            "llm_base_url": settings.llm.base_url,
+            "extractive_max_sentences": settings.answer.extractive_max_sentences,
         },
         results=results,
     )
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.csv.exists():
         print(f"dataset not found: {args.csv}", file=sys.stderr)
         return 2
-    settings = Settings(data_dir=args.data_dir)
+    settings = Settings(storage={"data_dir": args.data_dir})
     report = evaluate(settings, args.csv, args.docs, top_k=args.top_k, limit=args.limit)
     for r in report.results:
         mark = "ok " if r.strict else ("~  " if r.any else "no ")

@@ -76,8 +76,8 @@ def stream_answer(
         build_prompt(
             question,
             relevant,
-            context_tokens=settings.llm_context_tokens,
-            max_answer_tokens=settings.llm_max_tokens,
+            context_tokens=settings.llm.context_tokens,
+            max_answer_tokens=settings.llm.max_tokens,
             count=get_token_counter(settings),
         )
         if relevant

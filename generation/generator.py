@@ -38,9 +38,9 @@ class Generator(Protocol):
 def build_generator(settings: Settings) -> Generator:
     """The generator these settings ask for. A process builds one (``services.container``)
     and every call goes through it, so the circuit breaker sees all of them."""
-    if settings.llm_base_url:
+    if settings.llm.base_url:
         return LLMClient.from_settings(settings)
-    return ExtractiveGenerator(max_sentences=settings.extractive_max_sentences)
+    return ExtractiveGenerator(max_sentences=settings.answer.extractive_max_sentences)
 
 
 def readiness(generator: Generator) -> dict[str, Any]:

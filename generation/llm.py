@@ -183,20 +183,20 @@ class LLMClient:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LLMClient:
-        if not settings.llm_base_url:
+        if not settings.llm.base_url:
             raise ValueError("RAGKB_LLM_BASE_URL is not set")
         return cls(
-            settings.llm_base_url,
-            settings.llm_model,
-            api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
-            temperature=settings.llm_temperature,
-            max_tokens=settings.llm_max_tokens,
-            connect_timeout_s=settings.llm_connect_timeout_s,
-            read_timeout_s=settings.llm_read_timeout_s,
-            deadline_s=settings.llm_deadline_s,
-            retries=settings.llm_retries,
-            backoff_s=settings.llm_retry_backoff_s,
-            breaker=CircuitBreaker(settings.llm_breaker_failures, settings.llm_breaker_cooldown_s),
+            settings.llm.base_url,
+            settings.llm.model,
+            api_key=settings.llm.api_key.get_secret_value() if settings.llm.api_key else None,
+            temperature=settings.llm.temperature,
+            max_tokens=settings.llm.max_tokens,
+            connect_timeout_s=settings.llm.connect_timeout_s,
+            read_timeout_s=settings.llm.read_timeout_s,
+            deadline_s=settings.llm.deadline_s,
+            retries=settings.llm.retries,
+            backoff_s=settings.llm.retry_backoff_s,
+            breaker=CircuitBreaker(settings.llm.breaker_failures, settings.llm.breaker_cooldown_s),
         )
 
     def close(self) -> None:

@@ -27,7 +27,10 @@ class Thresholds:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Thresholds:
-        return cls(rerank=settings.refusal_min_rerank_score, dense=settings.refusal_min_dense_score)
+        return cls(
+            rerank=settings.answer.refusal_min_rerank_score,
+            dense=settings.answer.refusal_min_dense_score,
+        )
 
 
 def is_relevant(source: Source, thresholds: Thresholds, rerank_calibrated: bool = False) -> bool:

@@ -48,7 +48,7 @@ def _load_tokenizer(name: str) -> TokenCounter:
 
 def get_token_counter(settings: Settings) -> TokenCounter:
     """The process-wide counter for the configured tokenizer (or the estimate)."""
-    name = settings.llm_tokenizer
+    name = settings.llm.tokenizer
     if not name:
         return estimate_tokens
     with _lock:

@@ -111,7 +111,7 @@ def backup_tenant(session: Session, settings: Settings, slug_or_id: str, out: Pa
         tenant_id=tenant.id,
         slug=tenant.slug,
         created_at=datetime.now().astimezone().isoformat(),
-        embedding_model=settings.embedding_model,
+        embedding_model=settings.models.embedding_model,
     )
     unfinished = set(
         session.scalars(
@@ -234,10 +234,10 @@ def restore_tenant(
         session.flush()
         files = _restore_files(archive, tenant_dir(settings.files_dir, scope))
     warnings = _check_secrets(session, settings, scope)
-    if manifest.embedding_model != settings.embedding_model:
+    if manifest.embedding_model != settings.models.embedding_model:
         warnings.append(
             f"the backup was indexed with {manifest.embedding_model}; this installation "
-            f"embeds with {settings.embedding_model}: the index is rebuilt with the latter"
+            f"embeds with {settings.models.embedding_model}: the index is rebuilt with the latter"
         )
     indexed = services.indexer.rebuild(scope, session)
     return RestoreResult(manifest.tenant_id, manifest.slug, rows, files, indexed, warnings)

@@ -98,13 +98,13 @@ def process(
 
     def run() -> None:
         try:
-            for attempt in range(settings.ingest_retries + 1):
+            for attempt in range(settings.ingest.retries + 1):
                 try:
                     process_document(
                         services,
                         scope.tenant_id,
                         result.document_id or "",
-                        final_attempt=attempt == settings.ingest_retries,
+                        final_attempt=attempt == settings.ingest.retries,
                     )
                     return
                 except TransientError:

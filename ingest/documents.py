@@ -63,7 +63,9 @@ def add_document(
     the existing document, so they never count against the quota).
     ``filename`` identifies the file across versions (the CLI passes relative paths)."""
     filename = _printable(filename).strip()[:1024] or "upload"
-    spooled = storage.spool(settings.files_dir, scope, source, settings.max_upload_bytes, filename)
+    spooled = storage.spool(
+        settings.files_dir, scope, source, settings.limits.max_upload_bytes, filename
+    )
     try:
         existing = session.scalars(
             scoped(select(Document), Document, scope)
@@ -138,7 +140,7 @@ def sweep_orphan_files(session: Session, settings: Settings) -> list[Path]:
     root = settings.files_dir
     if not root.is_dir():
         return []
-    cutoff = time.time() - settings.upload_orphan_after_s
+    cutoff = time.time() - settings.ingest.upload_orphan_after_s
     removed: list[Path] = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         scope = TenantScope(tenant_id=folder.name, slug=folder.name)

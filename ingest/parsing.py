@@ -56,15 +56,15 @@ def parse_file(
         # No text layer (a scanned PDF): read the page images instead.
         elements = to_parsed_elements(_partition(path, detected, filename, settings, "ocr_only"))
     total = sum(len(e.text) for e in elements)
-    if total > settings.ingest_max_text_chars:
+    if total > settings.ingest.max_text_chars:
         raise DocumentRejected(
             f"extracted text is too long ({total:,} characters; the limit is "
-            f"{settings.ingest_max_text_chars:,})"
+            f"{settings.ingest.max_text_chars:,})"
         )
     if not any(e.text.strip() for e in elements):
         hint = (
             " (a scanned PDF: OCR needs Tesseract installed and at most "
-            f"{settings.ingest_ocr_max_pages} pages)"
+            f"{settings.ingest.ocr_max_pages} pages)"
         )
         raise DocumentRejected(
             "no text could be extracted from this file" + (hint if detected.name == "PDF" else "")
@@ -120,16 +120,16 @@ def check_bounds(path: Path, detected: DetectedType, settings: Settings) -> None
                     "upload a copy without a password"
                 ) from exc
             raise DocumentRejected(f"the file is corrupt (not a valid container: {exc})") from exc
-        if expanded > settings.ingest_max_uncompressed_bytes:
+        if expanded > settings.ingest.max_uncompressed_bytes:
             raise DocumentRejected(
                 f"the file expands to {expanded:,} bytes, over the limit of "
-                f"{settings.ingest_max_uncompressed_bytes:,} (possible zip bomb)"
+                f"{settings.ingest.max_uncompressed_bytes:,} (possible zip bomb)"
             )
     pages = _page_count(path, detected)
-    if pages is not None and pages > settings.ingest_max_pages:
+    if pages is not None and pages > settings.ingest.max_pages:
         raise DocumentRejected(
             f"too many pages: the document has {pages:,} pages; the limit is "
-            f"{settings.ingest_max_pages:,} (RAGKB_INGEST_MAX_PAGES)"
+            f"{settings.ingest.max_pages:,} (RAGKB_INGEST_MAX_PAGES)"
         )
 
 
@@ -174,9 +174,9 @@ def _pdf_page_count(path: Path) -> int:
 
 
 def _may_ocr(path: Path, settings: Settings) -> bool:
-    if settings.ingest_pdf_strategy == "ocr_only" or not tesseract_available():
+    if settings.ingest.pdf_strategy == "ocr_only" or not tesseract_available():
         return False
-    return _pdf_page_count(path) <= settings.ingest_ocr_max_pages
+    return _pdf_page_count(path) <= settings.ingest.ocr_max_pages
 
 
 def _partition(
@@ -199,7 +199,7 @@ def _partition(
     else:
         kwargs["content_type"] = detected.media_type
     if detected.name == "PDF":
-        kwargs["strategy"] = pdf_strategy or settings.ingest_pdf_strategy
+        kwargs["strategy"] = pdf_strategy or settings.ingest.pdf_strategy
     elif detected.name in {"BMP", "HEIC", "JPG", "PNG", "TIFF", "WEBP"}:
         kwargs["strategy"] = "ocr_only"
     if detected.name in {"EML", "MSG"}:

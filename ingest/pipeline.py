@@ -63,7 +63,7 @@ def process_document(
     scope = _scope(db, tenant_id)
     if scope is None or not _claim(settings, db, scope, document_id):
         return None
-    limit = settings.ingest_time_limit_s
+    limit = settings.ingest.time_limit_s
     token = _deadline.set((time.monotonic() + limit, limit))
     with _heartbeat(settings, db, document_id):
         try:
@@ -97,7 +97,7 @@ def _unexpected(exc: Exception, settings: Settings) -> str:
     # Celery's soft time limit arrives as an exception inside the task (matched by name:
     # this module does not depend on Celery).
     if type(exc).__name__ == "SoftTimeLimitExceeded":
-        return f"processing took longer than the limit of {settings.ingest_time_limit_s} s"
+        return f"processing took longer than the limit of {settings.ingest.time_limit_s} s"
     if isinstance(exc, MemoryError):
         return "processing needed more memory than is available"
     return f"internal error: {type(exc).__name__}: {exc}"
@@ -111,7 +111,7 @@ def _scope(db: Database, tenant_id: str) -> TenantScope | None:
 
 def _claim(settings: Settings, db: Database, scope: TenantScope, document_id: str) -> bool:
     """Take the document: queued, or in progress with a stale heartbeat (its worker died)."""
-    stale = utcnow() - timedelta(seconds=settings.ingest_stale_after_s)
+    stale = utcnow() - timedelta(seconds=settings.ingest.stale_after_s)
     with db.session() as session:
         result = session.execute(
             scoped_update(Document, scope)
@@ -141,7 +141,7 @@ def _heartbeat(settings: Settings, db: Database, document_id: str) -> Iterator[N
     stop = threading.Event()
 
     def beat() -> None:
-        while not stop.wait(settings.ingest_heartbeat_s):
+        while not stop.wait(settings.ingest.heartbeat_s):
             try:
                 with db.session() as session:
                     session.execute(
@@ -218,12 +218,14 @@ def _parse_and_chunk(
         parsed = parse_file(stored, detected, filename, settings)
     _set_stage(db, document_id, DocumentStatus.CHUNKING, _PARSED, page_count=parsed.page_count)
     options = ChunkingOptions(
-        max_tokens=settings.chunk_max_tokens,
-        overlap_tokens=settings.chunk_overlap_tokens,
-        min_tokens=settings.chunk_min_tokens,
+        max_tokens=settings.ingest.chunk_max_tokens,
+        overlap_tokens=settings.ingest.chunk_overlap_tokens,
+        min_tokens=settings.ingest.chunk_min_tokens,
     )
     with INGEST_STAGE_LATENCY.labels(stage="chunk").time():
-        drafts = chunk_elements(parsed.elements, get_tokenizer(settings.embedding_model), options)
+        drafts = chunk_elements(
+            parsed.elements, get_tokenizer(settings.models.embedding_model), options
+        )
     if not drafts:
         raise DocumentRejected("no text could be extracted from this file")
     with db.session() as session:
@@ -396,7 +398,7 @@ def reap_interrupted(services: Services) -> Reaped:
     while it has been started fewer than ``ingest_max_attempts`` times, else failed with a
     message. The caller submits the requeued ones."""
     settings = services.settings
-    stale = utcnow() - timedelta(seconds=settings.ingest_stale_after_s)
+    stale = utcnow() - timedelta(seconds=settings.ingest.stale_after_s)
     with services.db.session() as session:
         candidates = list(
             session.scalars(
@@ -423,7 +425,7 @@ def reap_interrupted(services: Services) -> Reaped:
             _discard_partial(services.indexer, session, scope, document)
             document.heartbeat_at = None
             document.progress = 0.0
-            if document.attempts < settings.ingest_max_attempts:
+            if document.attempts < settings.ingest.max_attempts:
                 document.status = DocumentStatus.QUEUED
                 document.error = None
                 requeued.append((document.tenant_id, document.id))

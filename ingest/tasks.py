@@ -15,7 +15,7 @@ from tasks.registry import Retry, task
 
 
 def _retries(settings: Settings) -> int:
-    return settings.ingest_retries
+    return settings.ingest.retries
 
 
 @task(TaskName.INGEST_DOCUMENT, retry=Retry(on=(TransientError,), times=_retries))

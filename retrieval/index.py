@@ -135,12 +135,16 @@ def open_index(settings: Settings, model_name: str, dimension: int) -> VectorInd
     else the embedded engine under ``index_path``."""
     collection = collection_name(model_name, dimension)
     engine: IndexEngine
-    if settings.qdrant_url:
+    if settings.index.qdrant_url:
         from retrieval.index_client import ClientEngine
 
-        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        engine = ClientEngine.server(settings.qdrant_url, api_key, collection, dimension)
-    elif settings.index_engine == "local":
+        api_key = (
+            settings.index.qdrant_api_key.get_secret_value()
+            if settings.index.qdrant_api_key
+            else None
+        )
+        engine = ClientEngine.server(settings.index.qdrant_url, api_key, collection, dimension)
+    elif settings.index.engine == "local":
         from retrieval.index_client import ClientEngine
 
         engine = ClientEngine.local(settings.index_path / "local", collection, dimension)

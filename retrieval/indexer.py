@@ -110,7 +110,10 @@ class ChunkIndexer:
                     id=chunk.id,
                     dense=vector,
                     sparse=bm25.document_vector(
-                        t, avg_length, self.settings.bm25_k1, self.settings.bm25_b
+                        t,
+                        avg_length,
+                        self.settings.retrieval.bm25_k1,
+                        self.settings.retrieval.bm25_b,
                     ),
                     payload=_payload(chunk, tags.get(chunk.document_id, []), t.length),
                 )
@@ -186,7 +189,10 @@ class ChunkIndexer:
     def health(self) -> dict[str, Any]:
         """For ``/readyz``: the index engine and size, the embedding model. Opens the index
         (loading the embedding model) if nothing has yet; see :meth:`warm_up`."""
-        return {**self.vector_index.health(), "embedding_model": self.settings.embedding_model}
+        return {
+            **self.vector_index.health(),
+            "embedding_model": self.settings.models.embedding_model,
+        }
 
     def close(self) -> None:
         with self._open_lock:

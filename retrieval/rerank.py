@@ -117,8 +117,8 @@ def reranker_state(settings: Settings, loaded: Reranker | None) -> dict[str, Any
     else what the settings ask for (a readiness probe must not load a model)."""
     if loaded is not None:
         return {"reranker": loaded.name, "cross_encoder": loaded.calibrated}
-    if settings.rerank_model:
-        return {"reranker": f"cross-encoder:{settings.rerank_model} (loads on first use)"}
+    if settings.models.rerank_model:
+        return {"reranker": f"cross-encoder:{settings.models.rerank_model} (loads on first use)"}
     return {"reranker": ScoreFusionReranker(reason=_NO_MODEL).name, "cross_encoder": False}
 
 
@@ -128,7 +128,7 @@ _NO_MODEL = "no cross-encoder configured (RAGKB_RERANK_MODEL)"
 def load_reranker(settings: Settings) -> Reranker:
     """The second stage the settings ask for: the cross-encoder, or score fusion (and why)
     when none is configured or it cannot be loaded offline."""
-    ref = settings.rerank_model
+    ref = settings.models.rerank_model
     if not ref:
         return ScoreFusionReranker(reason=_NO_MODEL)
     try:

@@ -83,7 +83,7 @@ def search(
     if not query:
         raise BadRequest("the query is empty", code="empty_query")
     started = time.perf_counter()
-    wanted = max(request.top_k, settings.rerank_candidates if request.rerank else 0)
+    wanted = max(request.top_k, settings.retrieval.rerank_candidates if request.rerank else 0)
 
     # Dense and BM25 scores are both computed for every candidate (when there is a query
     # vector for them): the response reports them and the second stage fuses them.
@@ -98,8 +98,8 @@ def search(
         dense=dense_query.tolist() if dense_query is not None else None,
         sparse=sparse_query,
         limit=wanted * _OVERFETCH,
-        candidates=max(settings.retrieval_candidates, wanted * _OVERFETCH),
-        rrf_k=settings.rrf_k,
+        candidates=max(settings.retrieval.candidates, wanted * _OVERFETCH),
+        rrf_k=settings.retrieval.rrf_k,
     )
     points = indexer.vector_index.query(
         scope, spec, document_ids=request.document_ids, tags=request.tags
@@ -117,8 +117,8 @@ def search(
                 for h in candidates
             ],
             top_k=request.top_k,
-            max_per_document=settings.rerank_max_per_document,
-            min_score=settings.rerank_min_score,
+            max_per_document=settings.retrieval.rerank_max_per_document,
+            min_score=settings.retrieval.rerank_min_score,
         )
         hits = []
         for i, score in kept:

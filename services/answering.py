@@ -37,7 +37,7 @@ from services.container import Services
 @dataclass(frozen=True, slots=True)
 class Question:
     text: str
-    top_k: int | None = None  # None: settings.answer_top_k
+    top_k: int | None = None  # None: settings.answer.top_k
     mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
     rerank: bool = True
     document_ids: list[str] | None = None
@@ -102,7 +102,7 @@ def retrieve(
     answers from the one its ``hybrid+rerank`` ranking ran); its first ``top_k`` hits are
     the sources and its time counts in the end-to-end time."""
     settings = services.settings
-    top_k = question.top_k or settings.answer_top_k
+    top_k = question.top_k or settings.answer.top_k
     if searched is None:
         started = time.perf_counter()
         searched = search(
@@ -249,7 +249,7 @@ def log_unanswered(
 
 def observe_stages(settings: Settings, scope: TenantScope, timings: dict[str, float]) -> None:
     """Count one question's stage latencies in ``ragkb_query_stage_duration_seconds``."""
-    tenant = tenant_label(scope.slug, settings.metrics_tenant_label)
+    tenant = tenant_label(scope.slug, settings.observability.metrics_tenant_label)
     for key, stage in (
         ("retrieve_ms", "retrieve"),
         ("rerank_ms", "rerank"),

@@ -49,10 +49,10 @@ class Services:
         self.db = db
         # Two instances of the same model: a search must not wait behind an ingestion batch.
         self.embedder = embedder or DenseEmbedder(
-            settings.embedding_model, settings.embedding_batch_size
+            settings.models.embedding_model, settings.models.embedding_batch_size
         )
         self.query_embedder = query_embedder or DenseEmbedder(
-            settings.embedding_model, settings.embedding_batch_size
+            settings.models.embedding_model, settings.models.embedding_batch_size
         )
         self.indexer = ChunkIndexer(settings, self.embedder, self.query_embedder)
         self.generator = generator or build_generator(settings)

@@ -25,4 +25,4 @@ def make_worker_app(settings: Settings) -> Celery:
 
 
 # For `celery -A services.worker worker`.
-app = make_worker_app(get_settings()) if get_settings().task_mode == "celery" else None
+app = make_worker_app(get_settings()) if get_settings().tasks.mode == "celery" else None

@@ -54,7 +54,7 @@ WorkerContextFactory = Callable[[Celery], Any]
 
 
 def broker_url(settings: Settings) -> str:
-    url = settings.broker_url or settings.redis_url
+    url = settings.tasks.broker_url or settings.storage.redis_url
     if not url:
         raise RuntimeError("RAGKB_TASK_MODE=celery needs RAGKB_BROKER_URL or RAGKB_REDIS_URL")
     return url
@@ -64,31 +64,35 @@ def task_routes(settings: Settings) -> dict[str, dict[str, str]]:
     """Heavy tasks to the heavy queue, any other task of ours to the light one (glob
     patterns, tried in order)."""
     return {
-        HEAVY_TASKS: {"queue": settings.celery_queue},
-        OUR_TASKS: {"queue": settings.celery_light_queue},
+        HEAVY_TASKS: {"queue": settings.tasks.celery_queue},
+        OUR_TASKS: {"queue": settings.tasks.celery_light_queue},
     }
 
 
 def visibility_timeout_s(settings: Settings) -> int:
     """Longer than any task may run (the hard time limit), or Redis would hand a task that
     is still running to a second worker."""
-    return max(settings.ingest_time_limit_s, settings.eval_time_limit_s) + _VISIBILITY_MARGIN_S
+    return max(settings.ingest.time_limit_s, settings.eval.time_limit_s) + _VISIBILITY_MARGIN_S
 
 
 def reap_queue(settings: Settings) -> str:
     """The light queue with a Qdrant server; the heavy one with the embedded index, which
     only the heavy worker's process may open (discarding partial points needs it)."""
-    return settings.celery_light_queue if settings.qdrant_url else settings.celery_queue
+    return (
+        settings.tasks.celery_light_queue
+        if settings.index.qdrant_url
+        else settings.tasks.celery_queue
+    )
 
 
 def reap_interval_s(settings: Settings) -> float:
-    return max(1.0, settings.ingest_stale_after_s / 2)
+    return max(1.0, settings.ingest.stale_after_s / 2)
 
 
 def task_options(settings: Settings) -> dict[TaskName, dict[str, Any]]:
     """Each task's Celery options: delivery and time limits."""
-    ingest_limit = settings.ingest_time_limit_s
-    eval_limit = settings.eval_time_limit_s
+    ingest_limit = settings.ingest.time_limit_s
+    eval_limit = settings.eval.time_limit_s
     # Reaping is short; a run that overlaps the next one is harmless (rows are locked,
     # skip-locked), but it must never hold a worker for long.
     reap_limit = max(30, int(reap_interval_s(settings) * 4))
@@ -132,7 +136,10 @@ def worker_argv(
     unknown = sorted(set(kinds) - set(QueueKind))
     if unknown or not kinds:
         raise ValueError(f"--queues takes heavy, light or heavy,light (got {queues!r})")
-    names = {QueueKind.HEAVY: settings.celery_queue, QueueKind.LIGHT: settings.celery_light_queue}
+    names = {
+        QueueKind.HEAVY: settings.tasks.celery_queue,
+        QueueKind.LIGHT: settings.tasks.celery_light_queue,
+    }
     prefetch = HEAVY_PREFETCH if QueueKind.HEAVY in kinds else light_prefetch
     roles: dict[tuple[str, ...], str] = {
         (QueueKind.HEAVY,): "ragkb-ingest",
@@ -144,7 +151,7 @@ def worker_argv(
         f"--queues={','.join(names[QueueKind(k)] for k in kinds)}",
         f"--concurrency={concurrency}",
         f"--prefetch-multiplier={prefetch}",
-        f"--pool={pool or ('prefork' if settings.qdrant_url else 'threads')}",
+        f"--pool={pool or ('prefork' if settings.index.qdrant_url else 'threads')}",
         f"--loglevel={loglevel}",
         f"--hostname={role}@%h",
     ]
@@ -154,8 +161,8 @@ def make_celery(settings: Settings, context: WorkerContextFactory | None = None)
     """The Celery app. With ``context`` (a worker's), every registered task body is added
     to it; without, it only sends tasks by name."""
     url = broker_url(settings)
-    app = Celery("ragkb", broker=url, backend=settings.redis_url or url)
-    heavy, light = settings.celery_queue, settings.celery_light_queue
+    app = Celery("ragkb", broker=url, backend=settings.storage.redis_url or url)
+    heavy, light = settings.tasks.celery_queue, settings.tasks.celery_light_queue
     app.conf.update(
         task_queues=[Queue(heavy), Queue(light)],
         task_default_queue=light,
@@ -164,8 +171,8 @@ def make_celery(settings: Settings, context: WorkerContextFactory | None = None)
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=HEAVY_PREFETCH,
         # No task may run longer than this (each task also gets its own, task_options).
-        task_time_limit=settings.ingest_time_limit_s,
-        task_soft_time_limit=int(settings.ingest_time_limit_s * 0.9),
+        task_time_limit=settings.ingest.time_limit_s,
+        task_soft_time_limit=int(settings.ingest.time_limit_s * 0.9),
         worker_max_memory_per_child=_MAX_MEMORY_PER_CHILD_KB,
         result_expires=24 * 3600,
         # An unacknowledged task returns to the queue after this long (a killed worker).
@@ -237,7 +244,9 @@ def _start_reap_scheduler(app: Celery, settings: Settings) -> threading.Event:
     stop = threading.Event()
     interval = reap_interval_s(settings)
     client = redis.Redis.from_url(
-        settings.redis_url or broker_url(settings), socket_connect_timeout=2, socket_timeout=2
+        settings.storage.redis_url or broker_url(settings),
+        socket_connect_timeout=2,
+        socket_timeout=2,
     )
 
     def loop() -> None:
@@ -274,5 +283,5 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     settings = get_settings()
     celery_app = getattr(sender, "app", None) or make_celery(settings)
     _worker_state["reap_scheduler"] = _start_reap_scheduler(celery_app, settings)
-    if settings.worker_metrics_port:
-        serve_metrics(settings.worker_metrics_port)
+    if settings.observability.worker_metrics_port:
+        serve_metrics(settings.observability.worker_metrics_port)

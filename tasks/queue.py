@@ -64,7 +64,7 @@ class InProcessQueue:
         self._tasks = registered()
         self._lanes = {
             # Shutting down waits for the documents in hand; an eval run may take hours.
-            QueueKind.HEAVY: _Lane(settings.ingest_workers, "ingest", wait_on_close=True),
+            QueueKind.HEAVY: _Lane(settings.ingest.workers, "ingest", wait_on_close=True),
             QueueKind.LIGHT: _Lane(1, "light", wait_on_close=False),
         }
         self._lock = threading.Lock()
@@ -160,16 +160,16 @@ class CeleryQueue:
             connection.ensure_connection(max_retries=1, timeout=2)
         return {
             "mode": "celery",
-            "queue": self.settings.celery_queue,
-            "light_queue": self.settings.celery_light_queue,
+            "queue": self.settings.tasks.celery_queue,
+            "light_queue": self.settings.tasks.celery_light_queue,
         }
 
 
 def make_queue(settings: Settings, context: ContextFactory) -> TaskQueue:
-    """The queue ``settings.task_mode`` names. ``context`` is called with it once: in
+    """The queue ``settings.tasks.mode`` names. ``context`` is called with it once: in
     Celery mode the bodies run in the workers, with their own context, but the caller's
     services get the queue all the same."""
-    if settings.task_mode == "celery":
+    if settings.tasks.mode == "celery":
         queue = CeleryQueue(settings)
         context(queue)
         return queue

@@ -46,7 +46,7 @@ class SlackPlatform:
     name = PLATFORM
 
     def __init__(self, settings: Settings) -> None:
-        self._base_url = settings.slack_api_base_url
+        self._base_url = settings.chat.slack_api_base_url
 
     def client(self, bot_token: str) -> WebClient:
         return WebClient(token=bot_token, base_url=self._base_url, timeout=10)

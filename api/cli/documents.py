@@ -57,7 +57,7 @@ def ingest(
             TimeElapsedColumn(),
         )
         # With Celery the workers do the work (and hold the index); here we follow it.
-        queue = CeleryQueue(settings) if settings.task_mode == "celery" else None
+        queue = CeleryQueue(settings) if settings.tasks.mode == "celery" else None
         with Progress(*columns, console=console) as progress:
             tasks = {r.name: progress.add_task(r.name, total=100, stage="queued") for r in todo}
             if queue is not None:

@@ -98,7 +98,7 @@ def eval_run(
             f"[red]regression:[/red] {regression['mode']} {regression['metric']} "
             f"{regression['previous']} -> {regression['current']}"
         )
-    console.print(f"run {run_id}: report in {out or settings.data_dir / 'eval' / run_id}")
+    console.print(f"run {run_id}: report in {out or settings.storage.data_dir / 'eval' / run_id}")
 
 
 @eval_app.command("list")

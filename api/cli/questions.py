@@ -78,7 +78,7 @@ def ask_command(
 
     force_offline()
     settings = get_settings()
-    top_k = top_k or settings.answer_top_k
+    top_k = top_k or settings.answer.top_k
     try:  # the same validation as the API's
         SearchRequest(query=question, top_k=top_k, mode=mode)
     except ValidationError as exc:

@@ -44,8 +44,8 @@ def serve(
     import uvicorn
 
     settings = get_settings()
-    host = host or settings.host
-    port = port or settings.port
+    host = host or settings.server.host
+    port = port or settings.server.port
     console.print(f"ragkb listening on http://{host}:{port}  (API docs: /docs)")
     _fresh_metrics_dir()
     uvicorn.run("api.app:create_app_from_env", factory=True, host=host, port=port, workers=workers)
@@ -56,9 +56,9 @@ def init() -> None:
     settings = get_settings()
     settings.ensure_dirs()
     database.upgrade(settings.sqlalchemy_url)
-    console.print(f"data directory: {settings.data_dir}")
+    console.print(f"data directory: {settings.storage.data_dir}")
     console.print(f"database: {_redacted_url(settings.sqlalchemy_url)}")
-    if settings.admin_key is not None:
+    if settings.security.admin_key is not None:
         console.print("admin key: taken from RAGKB_ADMIN_KEY")
         return
     with cli_session(settings) as session:

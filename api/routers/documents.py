@@ -83,12 +83,15 @@ async def upload_documents(
     # Read the form ourselves (not as parameters) so that an oversized request is refused
     # from its Content-Length before any of its body is read.
     content_length = request.headers.get("content-length")
-    limit = settings.max_upload_bytes * settings.max_files_per_upload + _FORM_OVERHEAD_BYTES
+    limit = (
+        settings.limits.max_upload_bytes * settings.limits.max_files_per_upload
+        + _FORM_OVERHEAD_BYTES
+    )
     if content_length and content_length.isdigit() and int(content_length) > limit:
         raise PayloadTooLarge(f"the upload is larger than the limit of {limit:,} bytes")
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise UnsupportedMediaType("send the files as multipart/form-data (field `files`)")
-    form = await request.form(max_files=settings.max_files_per_upload)
+    form = await request.form(max_files=settings.limits.max_files_per_upload)
     try:
         files = [
             part

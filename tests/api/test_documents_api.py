@@ -214,7 +214,9 @@ def small_limit_client(tmp_path: Path, sqlite_template: Path) -> Iterator[TestCl
     data_dir = tmp_path / "small"
     data_dir.mkdir()
     shutil.copy(sqlite_template, data_dir / "ragkb.db")
-    app = make_app(make_settings(data_dir, max_upload_bytes=1000, max_files_per_upload=2))
+    app = make_app(
+        make_settings(data_dir, limits={"max_upload_bytes": 1000, "max_files_per_upload": 2})
+    )
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 
@@ -288,7 +290,7 @@ def test_interrupted_documents_are_requeued_then_failed_and_always_cleaned(
     from core.models import Chunk, Document, DocumentStatus, utcnow
     from ingest.pipeline import reap_interrupted
 
-    stale = utcnow() - timedelta(seconds=settings.ingest_stale_after_s + 5)
+    stale = utcnow() - timedelta(seconds=settings.ingest.stale_after_s + 5)
     db = Database.from_settings(settings)
     with db.session() as session:
         # Started once (a worker was killed): there is an attempt left.
@@ -307,7 +309,7 @@ def test_interrupted_documents_are_requeued_then_failed_and_always_cleaned(
             sha256="d" * 64,
             status=DocumentStatus.EMBEDDING,
             heartbeat_at=stale,
-            attempts=settings.ingest_max_attempts,
+            attempts=settings.ingest.max_attempts,
         )
         fresh = Document(
             tenant_id=tenant_a.scope.tenant_id,
@@ -334,7 +336,7 @@ def test_interrupted_documents_are_requeued_then_failed_and_always_cleaned(
         failed = session.get(Document, last.id)
         assert failed is not None and failed.status == DocumentStatus.FAILED
         assert failed.error and "interrupted during embedding" in failed.error
-        assert f"{settings.ingest_max_attempts} times" in failed.error
+        assert f"{settings.ingest.max_attempts} times" in failed.error
         # Partial chunks go either way: nothing half-written is left or searchable.
         for doc_id in (first.id, last.id):
             assert session.query(Chunk).filter(Chunk.document_id == doc_id).count() == 0
@@ -360,7 +362,7 @@ def test_a_retried_task_produces_the_same_chunks(
     before = [(c["id"], c["text"]) for c in client.get(chunks_url, headers=tenant_a.headers).json()]
     db = Database.from_settings(settings)
     # As if its worker died after indexing, before marking it ready: the task runs again.
-    stale = utcnow() - timedelta(seconds=settings.ingest_stale_after_s + 1)
+    stale = utcnow() - timedelta(seconds=settings.ingest.stale_after_s + 1)
     with db.session() as session:
         session.execute(
             update(Document)

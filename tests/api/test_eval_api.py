@@ -128,9 +128,10 @@ def test_celery_mode_sends_the_eval_task_to_the_light_queue(tmp_path: Path) -> N
 
     queue_name = f"test-eval-{uuid.uuid4().hex[:8]}"
     settings = make_settings(
-        tmp_path, task_mode="celery", redis_url="redis://127.0.0.1:6379/0",
-        celery_light_queue=queue_name,
-    )  # fmt: skip
+        tmp_path,
+        tasks={"mode": "celery", "celery_light_queue": queue_name},
+        storage={"redis_url": "redis://127.0.0.1:6379/0"},
+    )
     app = make_worker_app(settings)
     assert TaskName.EVAL_RUN in app.tasks
     queue = CeleryQueue(settings)

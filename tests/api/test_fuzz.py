@@ -55,11 +55,13 @@ def fuzz_app(settings: Settings) -> FastAPI:
 
     # Fuzzing sends requests back to back: the rate limits must not turn them into 429s.
     relaxed = make_settings(
-        settings.data_dir,
-        rate_limit_key_rps=10_000.0,
-        rate_limit_key_burst=10_000,
-        rate_limit_tenant_rps=10_000.0,
-        rate_limit_tenant_burst=10_000,
+        settings.storage.data_dir,
+        limits={
+            "rate_limit_key_rps": 10_000.0,
+            "rate_limit_key_burst": 10_000,
+            "rate_limit_tenant_rps": 10_000.0,
+            "rate_limit_tenant_burst": 10_000,
+        },
     )
     return make_app(relaxed)
 

@@ -8,7 +8,7 @@ and error counters all move; the tenant label carries the slug only when the (bo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 from fastapi.testclient import TestClient
@@ -48,12 +48,12 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 def make_client(settings: Settings) -> Iterator[Callable[..., TestClient]]:
     clients: list[TestClient] = []
 
-    def make(**overrides: object) -> TestClient:
+    def make(**overrides: Mapping[str, object]) -> TestClient:
         # One app at a time on this data dir, as one server process in production: the
         # embedded index takes one opener, so the previous app is shut down first.
         while clients:
             clients.pop().__exit__(None, None, None)
-        client = TestClient(make_app(settings.model_copy(update=overrides)))
+        client = TestClient(make_app(settings.with_changes(**overrides)))
         client.__enter__()
         clients.append(client)
         return client
@@ -88,7 +88,8 @@ def test_metrics_move_with_a_real_upload_and_real_questions(
 ) -> None:
     server.behaviour = Behaviour(reply="It is inspected every six weeks [1].")
     client = make_client(
-        llm_base_url=server.base_url, llm_model="test-model", metrics_tenant_label=True
+        llm={"base_url": server.base_url, "model": "test-model"},
+        observability={"metrics_tenant_label": True},
     )
     before = scrape(client)
     _upload_and_wait(client, tenant_a)
@@ -126,10 +127,8 @@ def test_metrics_move_with_a_real_upload_and_real_questions(
 
     # The generator down: the error counter moves and the answer is a 503, promptly.
     down = make_client(
-        llm_base_url=f"http://127.0.0.1:{free_port()}/v1",
-        llm_model="test-model",
-        llm_retries=0,
-        metrics_tenant_label=True,
+        llm={"base_url": f"http://127.0.0.1:{free_port()}/v1", "model": "test-model", "retries": 0},
+        observability={"metrics_tenant_label": True},
     )
     before = scrape(down)
     refused = down.post(
@@ -148,7 +147,7 @@ def test_metrics_move_with_a_real_upload_and_real_questions(
     assert moved(stages, stage="end_to_end", tenant=slug) == 0
 
     # The setting off (its default): no slug, one placeholder series for every tenant.
-    unlabelled = make_client(llm_base_url=server.base_url, llm_model="test-model")
+    unlabelled = make_client(llm={"base_url": server.base_url, "model": "test-model"})
     before = scrape(unlabelled)
     again = unlabelled.post(
         "/v1/query",

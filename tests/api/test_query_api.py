@@ -105,7 +105,7 @@ def app_for(settings: Settings) -> Iterator[Callable[..., TestClient]]:
 
     def _make(**overrides: Any) -> TestClient:
         client = TestClient(
-            make_app(settings.model_copy(update=overrides)), raise_server_exceptions=False
+            make_app(settings.with_changes(**overrides)), raise_server_exceptions=False
         )
         clients.append(client.__enter__())
         return client
@@ -301,7 +301,7 @@ def test_llm_answer_and_injected_document_stays_fenced(
 ) -> None:
     llm_server.behaviour = Behaviour(reply="Administrators need hardware keys [1]. Also [5].")
     llm_server.requests.clear()
-    client = app_for(llm_base_url=llm_server.base_url, llm_model="test-model")
+    client = app_for(llm={"base_url": llm_server.base_url, "model": "test-model"})
     response = client.post(
         "/v1/query",
         json={"question": "What do administrators need for passwords and keys?"},
@@ -327,11 +327,13 @@ def test_llm_down_gives_503_with_sources_and_readyz_says_why(
     settings: Settings,
 ) -> None:
     client = app_for(
-        llm_base_url=f"http://127.0.0.1:{free_port()}/v1",
-        llm_model="m",
-        llm_deadline_s=2.0,
-        llm_retries=1,
-        llm_breaker_failures=2,
+        llm={
+            "base_url": f"http://127.0.0.1:{free_port()}/v1",
+            "model": "m",
+            "deadline_s": 2.0,
+            "retries": 1,
+            "breaker_failures": 2,
+        },
     )
     started = time.monotonic()
     response = client.post("/v1/query", json={"question": "revenue"}, headers=tenant_a.headers)
@@ -364,7 +366,7 @@ def test_llm_failing_mid_stream_ends_with_an_error_event(
     llm_server.behaviour = Behaviour(
         reply="Revenue was $12.4 million [1] and it grew 18% [1] over the year.", mode="drop_mid"
     )
-    client = app_for(llm_base_url=llm_server.base_url, llm_model="test-model", llm_retries=0)
+    client = app_for(llm={"base_url": llm_server.base_url, "model": "test-model", "retries": 0})
     response = client.post(
         "/v1/query", json={"question": "revenue", "stream": True}, headers=tenant_a.headers
     )
@@ -386,7 +388,7 @@ def test_ragkb_ask_prints_the_answer_and_its_citations(
     from api.cli import app
     from core.settings import get_settings
 
-    monkeypatch.setenv("RAGKB_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("RAGKB_DATA_DIR", str(settings.storage.data_dir))
     monkeypatch.delenv("RAGKB_DATABASE_URL", raising=False)
     monkeypatch.delenv("RAGKB_LLM_BASE_URL", raising=False)
     get_settings.cache_clear()

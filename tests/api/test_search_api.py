@@ -84,7 +84,7 @@ def test_cli_search_prints_hits(
     who = make_tenant("cli-tenant")
     _index(services, who, HANDBOOK, filename="handbook.pdf")
     services.close()  # the CLI opens the index itself
-    monkeypatch.setenv("RAGKB_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("RAGKB_DATA_DIR", str(settings.storage.data_dir))
     monkeypatch.delenv("RAGKB_DATABASE_URL", raising=False)
     get_settings.cache_clear()
     try:

@@ -20,13 +20,13 @@ def test_no_secret_in_logs_or_errors(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     llm_key = "sk-llm-secret-0123456789"
-    configured = settings.model_copy(
-        update={
-            "llm_api_key": SecretStr(llm_key),
-            "llm_base_url": "http://127.0.0.1:1/v1",
-            "llm_model": "m",
-            "llm_retries": 0,
-            "llm_deadline_s": 2.0,
+    configured = settings.with_changes(
+        llm={
+            "api_key": SecretStr(llm_key),
+            "base_url": "http://127.0.0.1:1/v1",
+            "model": "m",
+            "retries": 0,
+            "deadline_s": 2.0,
         }
     )
     bot_token, signing_secret = "xoxb-bot-token-secret", "slack-signing-secret-xyz"

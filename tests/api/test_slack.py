@@ -63,7 +63,7 @@ def slack_client(
     tenant_a: TenantCredentials,
     tenant_b: TenantCredentials,
 ) -> Iterator[TestClient]:
-    configured = settings.model_copy(update={"slack_api_base_url": recorder.base_url})
+    configured = settings.with_changes(chat={"slack_api_base_url": recorder.base_url})
     app = make_app(configured)
     services = app.state.services
     with services.db.session() as session:

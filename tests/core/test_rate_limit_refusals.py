@@ -28,8 +28,8 @@ class CountingLimiter(MemoryLimiter):
 
 
 def _client(settings: Settings, memory_s: float) -> tuple[TestClient, CountingLimiter]:
-    tight = settings.model_copy(
-        update={
+    tight = settings.with_changes(
+        limits={
             "rate_limit_key_rps": 0.5,
             "rate_limit_key_burst": 2,
             "rate_limit_refusal_memory_s": memory_s,

@@ -55,14 +55,14 @@ def test_redis_down_is_a_clear_503() -> None:
 @pytest.fixture(params=["memory", "redis"])
 def limited_client(request: pytest.FixtureRequest, settings: Settings) -> Iterator[TestClient]:
     redis_url = REDIS_URL if request.param == "redis" else None
-    tight = settings.model_copy(
-        update={
-            "redis_url": redis_url,
+    tight = settings.with_changes(
+        storage={"redis_url": redis_url},
+        limits={
             "rate_limit_key_rps": 0.01,
             "rate_limit_key_burst": 3,
             "rate_limit_tenant_rps": 0.01,
             "rate_limit_tenant_burst": 5,
-        }
+        },
     )
     with TestClient(make_app(tight), raise_server_exceptions=False) as client:
         yield client
@@ -104,7 +104,7 @@ def test_tenant_limit_covers_all_its_keys(
 def test_api_answers_503_when_redis_is_down(
     settings: Settings, tenant_a: TenantCredentials
 ) -> None:
-    down = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    down = settings.with_changes(storage={"redis_url": "redis://127.0.0.1:1/0"})
     with TestClient(make_app(down), raise_server_exceptions=False) as client:
         assert_error(client.get("/v1/me", headers=tenant_a.headers), 503, "limiter_unavailable")
         ready = client.get("/readyz")
@@ -193,8 +193,8 @@ def test_searches_share_the_tenants_concurrency_slots_but_not_its_question_quota
     limiter: Limiter = client.app.state.limiter  # type: ignore[attr-defined]
     key = f"queries:{busy.scope.tenant_id}"
     held = [
-        limiter.acquire_slot(key, settings.max_concurrent_queries_per_tenant, 60)
-        for _ in range(settings.max_concurrent_queries_per_tenant)
+        limiter.acquire_slot(key, settings.limits.max_concurrent_queries_per_tenant, 60)
+        for _ in range(settings.limits.max_concurrent_queries_per_tenant)
     ]
     try:
         r = client.post("/v1/search", json=search, headers=busy.headers)

@@ -27,7 +27,7 @@ def test_llm_judge_asks_per_sentence_and_source(server: OpenAITestServer, tmp_pa
 
     server.behaviour.reply = reply
     settings = make_settings(
-        tmp_path, llm_base_url=server.base_url, llm_model="test-model", llm_retries=0
+        tmp_path, llm={"base_url": server.base_url, "model": "test-model", "retries": 0}
     )
     judge = make_judge(settings, load_reranker(settings))
     assert isinstance(judge, LLMJudge) and judge.name.startswith("llm")

@@ -69,16 +69,15 @@ def config(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)
 
 
-def llm_settings(tmp_path: Path, base_url: str, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "llm_base_url": base_url,
-        "llm_model": "test-model",
-        "llm_retries": 0,
-        "llm_read_timeout_s": 2.0,
-        "llm_deadline_s": 3.0,
+def llm_settings(tmp_path: Path, base_url: str, **overrides: Any) -> Settings:
+    llm = {
+        "base_url": base_url,
+        "model": "test-model",
+        "retries": 0,
+        "read_timeout_s": 2.0,
+        "deadline_s": 3.0,
     }
-    values.update(overrides)
-    return make_settings(tmp_path, None, **values)
+    return make_settings(tmp_path, None, llm=llm).with_changes(**overrides)
 
 
 def sources_in_prompt(prompt_text: str) -> dict[int, str]:
@@ -268,7 +267,7 @@ def test_the_process_generator_is_shared_and_readiness_reports_why(
     assert embedded.generator is embedded.generator
     assert embedded.generator_health()["generator"] == "extractive"
 
-    services = make_services(llm_settings(tmp_path, server.base_url, llm_breaker_failures=1))
+    services = make_services(llm_settings(tmp_path, server.base_url, llm={"breaker_failures": 1}))
     client = services.generator
     assert isinstance(client, LLMClient) and services.generator is client
     assert services.generator_health()["models"] == ["test-model"]
@@ -320,7 +319,7 @@ def test_every_citation_refers_to_a_source_the_llm_received(
         for i in range(1, count + 1)
     ]
     config = llm_settings(
-        tmp_path, module_server.base_url, llm_context_tokens=768, llm_max_tokens=256
+        tmp_path, module_server.base_url, llm={"context_tokens": 768, "max_tokens": 256}
     )
     client = LLMClient.from_settings(config)
     try:

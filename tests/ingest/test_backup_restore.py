@@ -107,7 +107,7 @@ def test_backup_restores_into_an_empty_installation_with_the_same_answers(
         assert r.status_code in (200, 201), r.text
 
     archive = tmp_path / "backup" / "tenant-a.tar.gz"
-    cli = _cli(monkeypatch, settings.data_dir, None)
+    cli = _cli(monkeypatch, settings.storage.data_dir, None)
     result = cli.invoke(cli_app, ["backup", "--tenant", "tenant-a", "--out", str(archive)])
     assert result.exit_code == 0, result.output
     with tarfile.open(archive) as tar:
@@ -117,7 +117,7 @@ def test_backup_restores_into_an_empty_installation_with_the_same_answers(
     assert manifest["tables"]["documents"] == 2 and manifest["files"] == 2
     assert "tables/chunks.jsonl" in names
 
-    cli = _cli(monkeypatch, target.data_dir, target.database_url)
+    cli = _cli(monkeypatch, target.storage.data_dir, target.storage.database_url)
     result = cli.invoke(cli_app, ["restore", str(archive)])
     assert result.exit_code == 0, result.output
     assert "tenant tenant-a restored" in result.output
@@ -165,9 +165,9 @@ def test_restore_refuses_archives_with_unsafe_paths(
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    cli = _cli(monkeypatch, settings.data_dir, None)
+    cli = _cli(monkeypatch, settings.storage.data_dir, None)
     result = cli.invoke(cli_app, ["restore", str(archive)])
     get_settings.cache_clear()
     assert result.exit_code == 1 and "unsafe entry" in result.output, result.output
-    assert not (settings.data_dir.parent / "escaped").exists()
-    assert not (settings.data_dir / "escaped").exists()
+    assert not (settings.storage.data_dir.parent / "escaped").exists()
+    assert not (settings.storage.data_dir / "escaped").exists()

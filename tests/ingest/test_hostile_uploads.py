@@ -101,14 +101,14 @@ def _settle(client: TestClient, creds: TenantCredentials, doc_id: str) -> dict[s
 def test_hostile_files_end_ready_or_failed_with_a_reason_and_the_queue_survives(
     client: TestClient, settings: Settings, tenant_a: TenantCredentials
 ) -> None:
-    before = _tree(settings.data_dir)
+    before = _tree(settings.storage.data_dir)
     pdf = _text_pdf()
     # name -> (bytes, the outcome: "ready", "failed: <words of the reason>" or "<status>:<code>")
     cases: dict[str, tuple[bytes, str]] = {
         "truncated.pdf": (pdf[: len(pdf) // 2], "failed"),
         "blank-10000.pdf": (_blank_pages_pdf(10_000), "failed: too many pages"),
         "nested.html": (_nested_html(100_000), "any"),
-        "bomb.docx": (_zip_bomb(settings.ingest_max_uncompressed_bytes), "failed: zip bomb"),
+        "bomb.docx": (_zip_bomb(settings.ingest.max_uncompressed_bytes), "failed: zip bomb"),
         "empty.txt": (b"", "422:empty_file"),
         "junk.txt": (os.urandom(64 * 1024), "415:unsupported_media_type"),
     }
@@ -142,9 +142,9 @@ def test_hostile_files_end_ready_or_failed_with_a_reason_and_the_queue_survives(
 
     # Nothing was written outside the tenant's folder (besides the database and the index).
     tenant_folder = Path("files") / tenant_a.scope.tenant_id
-    index_folder = settings.index_path.relative_to(settings.data_dir)
-    assert not _stray(_tree(settings.data_dir) - before, tenant_folder, index_folder)
-    leftovers = [p for p in (settings.data_dir / tenant_folder).rglob(".upload-*")]
+    index_folder = settings.index_path.relative_to(settings.storage.data_dir)
+    assert not _stray(_tree(settings.storage.data_dir) - before, tenant_folder, index_folder)
+    leftovers = [p for p in (settings.storage.data_dir / tenant_folder).rglob(".upload-*")]
     assert not leftovers, leftovers
 
 
@@ -155,7 +155,7 @@ def test_hostile_files_end_ready_or_failed_with_a_reason_and_the_queue_survives(
 def test_hostile_filenames_stay_inside_the_tenant_folder(
     client: TestClient, settings: Settings, tenant_a: TenantCredentials, name: str
 ) -> None:
-    before = _tree(settings.data_dir.parent)
+    before = _tree(settings.storage.data_dir.parent)
     body = f"# Note\n\n{SENTENCE} {name!r}".encode()
     response = _upload(client, tenant_a, name, body)
     assert response.status_code == 202, response.text
@@ -169,7 +169,7 @@ def test_hostile_filenames_stay_inside_the_tenant_folder(
     download = client.get(f"/v1/documents/{doc['id']}/file", headers=tenant_a.headers)
     assert download.status_code == 200 and download.content == body
     assert "x-injected" not in download.headers
-    root = settings.data_dir.parent
+    root = settings.storage.data_dir.parent
     tenant_folder = settings.files_dir.relative_to(root) / tenant_a.scope.tenant_id
     index_folder = settings.index_path.relative_to(root)
     assert not _stray(_tree(root) - before, tenant_folder, index_folder)
@@ -185,7 +185,7 @@ def test_in_process_ingestion_is_bounded_in_time(settings: Settings, make_tenant
 
     tenant = make_tenant()
     # model_copy skips validation: a limit of 0 s is over as soon as parsing is done.
-    hurried = settings.model_copy(update={"ingest_time_limit_s": 0})
+    hurried = settings.with_changes(ingest={"time_limit_s": 0})
     db = Database.from_settings(settings)
     services = make_services(hurried, db)
     try:

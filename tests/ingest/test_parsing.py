@@ -77,7 +77,7 @@ def test_type_comes_from_content_not_the_extension(tmp_path: Path) -> None:
 
 
 def test_zip_bomb_and_page_limits_are_refused_before_parsing(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, ingest_max_uncompressed_bytes=1_000_000, ingest_max_pages=2)
+    settings = make_settings(tmp_path, ingest={"max_uncompressed_bytes": 1_000_000, "max_pages": 2})
     bomb = tmp_path / "bomb"
     with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("[Content_Types].xml", "<Types/>")

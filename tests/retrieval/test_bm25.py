@@ -141,7 +141,7 @@ def test_ranking_matches_rank_bm25_okapi_on_scifact(settings: Settings, tmp_path
                     df[term] = df.get(term, 0) + 1
             bm25.apply_delta(session, scope, df, len(terms), sum(t.length for t in terms))
             avg = bm25.corpus_stats(session, scope).avg_length
-            k1, b = settings.bm25_k1, settings.bm25_b
+            k1, b = settings.retrieval.bm25_k1, settings.retrieval.bm25_b
             index.upsert(
                 scope,
                 [

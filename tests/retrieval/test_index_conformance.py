@@ -28,7 +28,7 @@ B = TenantScope(tenant_id="tenant-b-id", slug="b")
 
 
 def _open(tmp_path: Path, engine: str) -> VectorIndex:
-    settings = make_settings(tmp_path / "data", index_engine=engine)
+    settings = make_settings(tmp_path / "data", index={"engine": engine})
     return open_index(settings, "conformance", DIM)
 
 

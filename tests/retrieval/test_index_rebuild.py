@@ -62,7 +62,7 @@ def _results(client: TestClient, creds: TenantCredentials) -> dict[str, list[Any
 
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[CliRunner]:
-    monkeypatch.setenv("RAGKB_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("RAGKB_DATA_DIR", str(settings.storage.data_dir))
     for name in ("RAGKB_DATABASE_URL", "RAGKB_QDRANT_URL", "RAGKB_QDRANT_PATH"):
         monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()

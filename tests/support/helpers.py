@@ -5,6 +5,7 @@ the repository and data are."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,19 +27,21 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 FIXTURE_DIR = Path(__file__).resolve().parent / "fixtures"  # small data files the tests read
 
 
-def make_settings(data_dir: Path, database_url: str | None = None, **overrides: Any) -> Settings:
-    """Settings for a test: everything under ``data_dir``, nothing read from the env."""
-    values: dict[str, Any] = {
-        "data_dir": data_dir,
-        "database_url": database_url,
-        "admin_key": SecretStr(ADMIN_KEY),
-        "auto_migrate": False,
-        "log_json": False,
+def make_settings(
+    data_dir: Path, database_url: str | None = None, **sections: Mapping[str, Any]
+) -> Settings:
+    """Settings for a test: everything under ``data_dir``, nothing read from the ``.env``
+    file; ``sections`` change fields as ``Settings.with_changes`` does
+    (``make_settings(tmp_path, llm={"base_url": url})``)."""
+    defaults = Settings(
+        _env_file=None,
+        storage={"data_dir": data_dir, "database_url": database_url},
+        security={"admin_key": SecretStr(ADMIN_KEY)},
         # Tests open indexes on demand; a warm-up thread per app would only compete.
-        "warm_up": False,
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)
+        server={"auto_migrate": False, "warm_up": False},
+        observability={"log_json": False},
+    )
+    return defaults.with_changes(**sections)
 
 
 _embedders: dict[tuple[str, int], dict[str, DenseEmbedder]] = {}
@@ -48,7 +51,7 @@ def shared_embedders(settings: Settings) -> dict[str, DenseEmbedder]:
     """The test session's embedders for the settings' model, as ``Services`` parts: the
     product loads model weights once per process, and so does the test session (once per
     test would add minutes). They hold no tenant data, only the model."""
-    key = (settings.embedding_model, settings.embedding_batch_size)
+    key = (settings.models.embedding_model, settings.models.embedding_batch_size)
     if key not in _embedders:
         _embedders[key] = {
             "embedder": DenseEmbedder(*key),

@@ -68,9 +68,13 @@ def outcome_of(path: Path, settings: Settings) -> Outcome:
     except DocumentRejected as exc:
         return Outcome(name, detected.name, "failed", reason=str(exc))
     options = ChunkingOptions(
-        settings.chunk_max_tokens, settings.chunk_overlap_tokens, settings.chunk_min_tokens
+        settings.ingest.chunk_max_tokens,
+        settings.ingest.chunk_overlap_tokens,
+        settings.ingest.chunk_min_tokens,
     )
-    chunks = chunk_elements(parsed.elements, get_tokenizer(settings.embedding_model), options)
+    chunks = chunk_elements(
+        parsed.elements, get_tokenizer(settings.models.embedding_model), options
+    )
     text = extracted_text(parsed.elements)
     for chunk in chunks:  # offsets are exact slices (table parts repeat their header)
         if not chunk.extra.get("table_header_repeated"):

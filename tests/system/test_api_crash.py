@@ -35,7 +35,7 @@ class ApiProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         base = {k: v for k, v in os.environ.items() if not k.startswith("RAGKB_")}
         base.update(
-            RAGKB_DATA_DIR=str(settings.data_dir),
+            RAGKB_DATA_DIR=str(settings.storage.data_dir),
             RAGKB_ADMIN_KEY=ADMIN_KEY,
             RAGKB_WARM_UP="false",
             RAGKB_LOG_JSON="false",
@@ -45,7 +45,7 @@ class ApiProcess:
             SCARF_NO_ANALYTICS="1",
             **env,
         )
-        log = (settings.data_dir.parent / f"api-{self.port}.log").open("wb")
+        log = (settings.storage.data_dir.parent / f"api-{self.port}.log").open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-c", "from api.cli import app; app()", "serve",
              "--port", str(self.port)],

@@ -55,19 +55,19 @@ def test_tasks_are_routed_by_name_to_the_heavy_or_the_light_queue(tmp_path: Path
     def queue_of(name: str) -> str:
         return str(router.route({}, name)["queue"].name)
 
-    assert queue_of(TaskName.INGEST_DOCUMENT) == settings.celery_queue
-    assert queue_of("ragkb.ingest.anything_new") == settings.celery_queue
-    assert queue_of(TaskName.EVAL_RUN) == settings.celery_light_queue
-    assert queue_of(TaskName.REAP_INTERRUPTED) == settings.celery_light_queue
-    assert app.conf.task_default_queue == settings.celery_light_queue
+    assert queue_of(TaskName.INGEST_DOCUMENT) == settings.tasks.celery_queue
+    assert queue_of("ragkb.ingest.anything_new") == settings.tasks.celery_queue
+    assert queue_of(TaskName.EVAL_RUN) == settings.tasks.celery_light_queue
+    assert queue_of(TaskName.REAP_INTERRUPTED) == settings.tasks.celery_light_queue
+    assert app.conf.task_default_queue == settings.tasks.celery_light_queue
     assert {q.name for q in app.conf.task_queues} == {
-        settings.celery_queue,
-        settings.celery_light_queue,
+        settings.tasks.celery_queue,
+        settings.tasks.celery_light_queue,
     }
 
 
 def test_delivery_guarantees_and_time_limits(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, ingest_time_limit_s=600)
+    settings = _settings(tmp_path, ingest={"time_limit_s": 600})
     app = make_worker_app(settings)
     conf = app.conf
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
@@ -83,7 +83,7 @@ def test_delivery_guarantees_and_time_limits(tmp_path: Path) -> None:
 
     # An eval run outlasts any one document: its own limit, and the visibility timeout
     # covers it too (else a long run would be handed to a second worker while it runs).
-    settings = _settings(tmp_path, ingest_time_limit_s=600, eval_time_limit_s=7200)
+    settings = _settings(tmp_path, ingest={"time_limit_s": 600}, eval={"time_limit_s": 7200})
     app = make_worker_app(settings)
     run_eval = app.tasks[TaskName.EVAL_RUN]
     assert run_eval.time_limit == 7200 and run_eval.soft_time_limit == 6480
@@ -93,17 +93,17 @@ def test_delivery_guarantees_and_time_limits(tmp_path: Path) -> None:
 def test_worker_arguments_per_queue_kind(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     heavy = worker_argv(settings, "heavy", concurrency=2)
-    assert f"--queues={settings.celery_queue}" in heavy
+    assert f"--queues={settings.tasks.celery_queue}" in heavy
     assert "--prefetch-multiplier=1" in heavy and "--concurrency=2" in heavy
     light = worker_argv(settings, "light", concurrency=4)
-    assert f"--queues={settings.celery_light_queue}" in light
+    assert f"--queues={settings.tasks.celery_light_queue}" in light
     assert "--prefetch-multiplier=4" in light
     both = worker_argv(settings)  # one worker for everything (small installs, embedded index)
-    assert f"--queues={settings.celery_queue},{settings.celery_light_queue}" in both
+    assert f"--queues={settings.tasks.celery_queue},{settings.tasks.celery_light_queue}" in both
     assert "--prefetch-multiplier=1" in both
     assert "--pool=threads" in both  # the embedded index: one process only may open it
     assert "--pool=prefork" in worker_argv(
-        _settings(tmp_path, qdrant_url="http://qdrant:6333"), "heavy"
+        _settings(tmp_path, index={"qdrant_url": "http://qdrant:6333"}), "heavy"
     )
     with pytest.raises(ValueError):
         worker_argv(settings, "ingest")
@@ -111,9 +111,9 @@ def test_worker_arguments_per_queue_kind(tmp_path: Path) -> None:
 
 def test_the_reaper_goes_to_the_index_owner(tmp_path: Path) -> None:
     embedded = _settings(tmp_path)
-    assert reap_queue(embedded) == embedded.celery_queue
-    server = _settings(tmp_path, qdrant_url="http://qdrant:6333")
-    assert reap_queue(server) == server.celery_light_queue
+    assert reap_queue(embedded) == embedded.tasks.celery_queue
+    server = _settings(tmp_path, index={"qdrant_url": "http://qdrant:6333"})
+    assert reap_queue(server) == server.tasks.celery_light_queue
 
 
 needs_redis = pytest.mark.skipif(
@@ -123,7 +123,7 @@ needs_redis = pytest.mark.skipif(
 
 @needs_redis
 def test_only_one_scheduler_sends_the_reaper_per_interval(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, ingest_stale_after_s=2.0)
+    settings = _settings(tmp_path, ingest={"stale_after_s": 2.0})
     client = redis.Redis.from_url(REDIS_URL)
     apps = [make_celery(settings) for _ in range(3)]  # three workers' schedulers
     try:
@@ -155,7 +155,7 @@ def _stick(db: Database, settings: Settings, scope: TenantScope, count: int) -> 
             .values(
                 status=DocumentStatus.PARSING,
                 heartbeat_at=utcnow() - timedelta(hours=1),
-                attempts=settings.ingest_max_attempts,
+                attempts=settings.ingest.max_attempts,
             )
         )
     return ids
@@ -165,7 +165,7 @@ def _stick(db: Database, settings: Settings, scope: TenantScope, count: int) -> 
 def test_two_real_workers_reap_each_stuck_document_exactly_once(
     tmp_path: Path, pg_url: str
 ) -> None:
-    settings = _settings(tmp_path, database_url=pg_url, ingest_stale_after_s=2.0)
+    settings = _settings(tmp_path, storage={"database_url": pg_url}, ingest={"stale_after_s": 2.0})
     settings.ensure_dirs()
     db = Database.from_settings(settings)
     with db.session() as session:
@@ -196,9 +196,9 @@ def test_two_real_workers_reap_each_stuck_document_exactly_once(
             logs = workers.log_text()
     finally:
         client.delete(
-            settings.celery_queue,
-            settings.celery_light_queue,
-            f"ragkb:reaper:{settings.celery_queue}",
+            settings.tasks.celery_queue,
+            settings.tasks.celery_light_queue,
+            f"ragkb:reaper:{settings.tasks.celery_queue}",
         )
         db.dispose()
     with db.session() as session:

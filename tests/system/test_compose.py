@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from core.settings import Settings
+from core.settings import ENV_NAMES, ServerSettings, Settings
 from tests.support.helpers import REPO_ROOT
 
 COMPOSE = REPO_ROOT / "compose.yaml"
@@ -60,7 +60,7 @@ def test_health_checks_and_start_order(compose: dict[str, Any]) -> None:
 
 
 def test_environment_names_match_settings(compose: dict[str, Any]) -> None:
-    fields = {f"RAGKB_{name.upper()}" for name in Settings.model_fields}
+    fields = {f"RAGKB_{name.upper()}" for name in ENV_NAMES}
     for name, service in compose["services"].items():
         env = service.get("environment") or {}
         for key in env:
@@ -79,7 +79,7 @@ def test_environment_names_match_settings(compose: dict[str, Any]) -> None:
 
 
 def test_api_port_matches_the_default_port(compose: dict[str, Any]) -> None:
-    port = Settings.model_fields["port"].default
+    port = ServerSettings.model_fields["port"].default
     assert f"{port}:{port}" in compose["services"]["api"]["ports"]
 
 
@@ -151,13 +151,13 @@ def test_cpu_only_runs_everything_but_vllm(compose: dict[str, Any]) -> None:
     # The generator comes from .env: unset (CPU only) = the embedded extractive generator.
     api_env = services["api"]["environment"]
     assert api_env["RAGKB_LLM_BASE_URL"] == "${RAGKB_LLM_BASE_URL:-}"
-    assert Settings(_env_file=None, llm_base_url="").llm_base_url == ""
+    assert Settings(_env_file=None, llm={"base_url": ""}).llm.base_url == ""
     example = (REPO_ROOT / ".env.example").read_text()
     assert "RAGKB_LLM_BASE_URL=http://vllm:8000/v1" in example
     assert "COMPOSE_PROFILES=gpu" in example
 
 
 def test_variables_passed_through_are_settings_fields() -> None:
-    fields = {f"RAGKB_{name.upper()}" for name in Settings.model_fields}
+    fields = {f"RAGKB_{name.upper()}" for name in ENV_NAMES}
     for variable in re.findall(r"\$\{(RAGKB_[A-Z0-9_]+)", COMPOSE.read_text()):
         assert variable in fields, f"{variable} is not a Settings field"

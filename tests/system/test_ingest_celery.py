@@ -53,16 +53,18 @@ def celery_settings(tmp_path: Path, sqlite_template: Path) -> Iterator[Settings]
     data_dir.mkdir()
     shutil.copy(sqlite_template, data_dir / "ragkb.db")
     settings = celery_test_settings(
-        data_dir, REDIS_URL, ingest_heartbeat_s=0.5, ingest_stale_after_s=3.0
+        data_dir, REDIS_URL, ingest={"heartbeat_s": 0.5, "stale_after_s": 3.0}
     )
     yield settings
-    redis.Redis.from_url(REDIS_URL).delete(settings.celery_queue, settings.celery_light_queue)
+    redis.Redis.from_url(REDIS_URL).delete(
+        settings.tasks.celery_queue, settings.tasks.celery_light_queue
+    )
 
 
 @pytest.fixture
 def start_worker(celery_settings: Settings) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
     env = worker_env(celery_settings, REDIS_URL)
-    with running_workers(env, celery_settings.data_dir) as workers:
+    with running_workers(env, celery_settings.storage.data_dir) as workers:
         yield lambda: workers.start("--pool", "threads")
 
 
@@ -90,7 +92,7 @@ def test_real_worker_processes_and_a_killed_worker_never_leaves_a_document_stuck
     assert done.chunk_count >= 1
 
     # `ragkb ingest` in Celery mode hands the files to the workers and follows them.
-    inbox = settings.data_dir.parent / "inbox"
+    inbox = settings.storage.data_dir.parent / "inbox"
     inbox.mkdir()
     (inbox / "cli.md").write_text("# From the CLI\n\n" + SENTENCE)
     for name, value in {**worker_env(settings, REDIS_URL), "COLUMNS": "200"}.items():

@@ -66,12 +66,14 @@ def load_settings(tmp_path: Path, pg_url: str) -> Iterator[Settings]:
     yield make_settings(
         data_dir,
         database_url=pg_url,
-        redis_url=REDIS_URL,
-        rate_limit_key_rps=1000.0,
-        rate_limit_key_burst=1000,
-        rate_limit_tenant_rps=1000.0,
-        rate_limit_tenant_burst=1000,
-        max_concurrent_queries_per_tenant=QUERY_CLIENTS + 2,
+        storage={"redis_url": REDIS_URL},
+        limits={
+            "rate_limit_key_rps": 1000.0,
+            "rate_limit_key_burst": 1000,
+            "rate_limit_tenant_rps": 1000.0,
+            "rate_limit_tenant_burst": 1000,
+            "max_concurrent_queries_per_tenant": QUERY_CLIENTS + 2,
+        },
     )
 
 

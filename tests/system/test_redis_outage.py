@@ -37,7 +37,7 @@ def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
 def redis_client(settings: Settings, own_redis: RedisProcess) -> Iterator[TestClient]:
     from tests.support.helpers import make_app
 
-    app = make_app(make_settings(settings.data_dir, redis_url=own_redis.url))
+    app = make_app(make_settings(settings.storage.data_dir, storage={"redis_url": own_redis.url}))
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 

@@ -159,11 +159,13 @@ def cluster(tmp_path: Path, pg_url: str, qdrant_url: str | None) -> Iterator[Clu
     settings = make_settings(
         data_dir,
         database_url=pg_url,
-        task_mode="celery",
-        redis_url=REDIS_URL,
-        qdrant_url=qdrant_url,
-        celery_queue=queues["CELERY_QUEUE"],
-        celery_light_queue=queues["CELERY_LIGHT_QUEUE"],
+        tasks={
+            "mode": "celery",
+            "celery_queue": queues["CELERY_QUEUE"],
+            "celery_light_queue": queues["CELERY_LIGHT_QUEUE"],
+        },
+        storage={"redis_url": REDIS_URL},
+        index={"qdrant_url": qdrant_url},
     )
     settings.ensure_dirs()
     credentials, limited = _tenants(settings)
@@ -354,7 +356,7 @@ def _check_each_document_ingested_once(c: Cluster, db: Database, ids: list[str])
         counts = []
         index_dirs: list[Path | None] = [*c.worker_index_dirs] or [None]  # None: the server
         for index_dir in index_dirs:
-            settings = c.settings.model_copy(update={"qdrant_path": index_dir})
+            settings = c.settings.with_changes(index={"qdrant_path": index_dir})
             services = make_services(settings, db)
             try:
                 counts.append(services.indexer.count(scope, document_id=document_id))

@@ -55,17 +55,20 @@ def crash_settings(tmp_path: Path, pg_url: str) -> Iterator[Settings]:
     settings = celery_test_settings(
         data_dir,
         REDIS_URL,
-        database_url=pg_url,
-        ingest_heartbeat_s=0.5,
-        ingest_stale_after_s=3.0,
+        storage={"database_url": pg_url},
+        ingest={"heartbeat_s": 0.5, "stale_after_s": 3.0},
     )
     yield settings
-    redis.Redis.from_url(REDIS_URL).delete(settings.celery_queue, settings.celery_light_queue)
+    redis.Redis.from_url(REDIS_URL).delete(
+        settings.tasks.celery_queue, settings.tasks.celery_light_queue
+    )
 
 
 @pytest.fixture
 def workers(crash_settings: Settings) -> Iterator[Workers]:
-    with running_workers(worker_env(crash_settings, REDIS_URL), crash_settings.data_dir) as started:
+    with running_workers(
+        worker_env(crash_settings, REDIS_URL), crash_settings.storage.data_dir
+    ) as started:
         yield started
 
 
