@@ -14,7 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from core.db import Database
-from core.errors import Forbidden, RateLimited, Unauthorized
+from core.errors import Forbidden, RateLimited, ServiceUnavailable, Unauthorized
 from core.limits import TenantLimits, check_query_quota
 from core.logging import tenant_var
 from core.models import KeyRole
@@ -23,6 +23,7 @@ from core.settings import Settings
 from core.tenancy import TenantScope
 from core.tenants import Identity, authenticate
 from services.container import Services
+from tasks.queue import TaskQueue
 
 _bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer rk_...`")
 
@@ -38,6 +39,16 @@ def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_task_queue(services: ServicesDep) -> TaskQueue:
+    """The process's task queue (set by the app's lifespan, which starts it)."""
+    if services.task_queue is None:
+        raise ServiceUnavailable("the task queue is not running", code="queue_unavailable")
+    return services.task_queue
+
+
+TaskQueueDep = Annotated[TaskQueue, Depends(get_task_queue)]
 
 
 def get_database(request: Request) -> Database:

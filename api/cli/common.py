@@ -23,17 +23,24 @@ err_console = Console(stderr=True)
 
 
 @contextmanager
+def reported_errors() -> Iterator[None]:
+    """Our errors (a ``RagkbError``) become a message on stderr and exit code 1."""
+    try:
+        yield
+    except RagkbError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from exc
+
+
+@contextmanager
 def cli_session(settings: Settings | None = None) -> Iterator[Session]:
     """A database session for a CLI command; our errors become a message and exit code 1."""
     settings = settings or get_settings()
     settings.ensure_dirs()
     db = database.Database.from_settings(settings)
     try:
-        with db.session() as session:
+        with reported_errors(), db.session() as session:
             yield session
-    except RagkbError as exc:
-        err_console.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(1) from exc
     finally:
         db.dispose()
 
@@ -50,10 +57,8 @@ def cli_services(settings: Settings | None = None) -> Iterator[Services]:
     settings.ensure_dirs()
     services = build_services(settings)
     try:
-        yield services
-    except RagkbError as exc:
-        err_console.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(1) from exc
+        with reported_errors():
+            yield services
     finally:
         services.close()
         services.db.dispose()

@@ -11,9 +11,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from api.cli.common import cli_services, cli_session, console, err_console
+from api.cli.common import cli_services, cli_session, console, err_console, reported_errors
 from core import tenants
-from core.errors import RagkbError
 from core.settings import get_settings
 
 
@@ -159,11 +158,8 @@ def restore_command(
     settings = get_settings()
     services = build_services(settings, open_database(settings))
     try:
-        with services.db.session() as session:
+        with reported_errors(), services.db.session() as session:
             result = restore_tenant(session, services, archive, replace=replace)
-    except RagkbError as exc:
-        err_console.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(1) from exc
     finally:
         services.close()
         services.db.dispose()

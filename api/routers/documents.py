@@ -15,6 +15,7 @@ from api.deps import (
     ServicesDep,
     SessionDep,
     SettingsDep,
+    TaskQueueDep,
     TenantDep,
     TenantLimitsDep,
     get_database,
@@ -36,6 +37,7 @@ from core.tenancy import TenantScope
 from ingest import documents as service
 from ingest import storage
 from tasks.names import TaskName
+from tasks.queue import TaskQueue
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 
@@ -79,6 +81,7 @@ async def upload_documents(
     limits: TenantLimitsDep,
     settings: SettingsDep,
     db: Annotated[Database, Depends(get_database)],
+    queue: TaskQueueDep,
 ) -> UploadOut:
     # Read the form ourselves (not as parameters) so that an oversized request is refused
     # from its Content-Length before any of its body is read.
@@ -107,7 +110,7 @@ async def upload_documents(
         title = form.get("title")
         return await run_in_threadpool(
             _add_all,
-            request,
+            queue,
             db,
             settings,
             scope,
@@ -126,7 +129,7 @@ def _tags(values: list[Any]) -> list[str]:
 
 
 def _add_all(
-    request: Request,
+    queue: TaskQueue,
     db: Database,
     settings: Settings,
     scope: TenantScope,
@@ -172,9 +175,7 @@ def _add_all(
             )
             continue
         if result.needs_processing:  # queued only once its row is committed
-            request.app.state.task_queue.submit(
-                TaskName.INGEST_DOCUMENT, scope.tenant_id, accepted.id
-            )
+            queue.submit(TaskName.INGEST_DOCUMENT, scope.tenant_id, accepted.id)
         out.documents.append(accepted)
     if not out.documents and errors:
         raise errors[0]

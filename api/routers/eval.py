@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import HTMLResponse
 
-from api.deps import SessionDep, TenantDep
+from api.deps import SessionDep, TaskQueueDep, TenantDep
 from api.schemas import EvalRunList, EvalRunOut
 from core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from core.models import EvalRunStatus
@@ -32,9 +32,9 @@ _MAX_QUESTION_SET_BYTES = 5 * 1024 * 1024
     summary="Start an evaluation of your documents on an uploaded question set",
 )
 async def create_run(
-    request: Request,
     scope: TenantDep,
     session: SessionDep,
+    queue: TaskQueueDep,
     file: Annotated[
         UploadFile,
         File(description="CSV (header row) or JSONL: question, expected_documents, answer."),
@@ -64,7 +64,7 @@ async def create_run(
     run = service.create_run(session, scope, name, options, questions=questions_to_records(queries))
     out = EvalRunOut.of(run)
     session.commit()  # queued only once its row is committed
-    request.app.state.task_queue.submit(TaskName.EVAL_RUN, run.id)
+    queue.submit(TaskName.EVAL_RUN, run.id)
     return out
 
 
