@@ -38,6 +38,17 @@ class Passage:
             return str(self.page_start)
         return f"{self.page_start}-{self.page_end}"
 
+    def location(self) -> dict[str, str | int | None]:
+        """Where the passage is, in the JSON of answers and the query log (not its text)."""
+        return {
+            "chunk_id": self.chunk_id,
+            "document_id": self.document_id,
+            "filename": self.filename,
+            "page_start": self.page_start,
+            "page_end": self.page_end,
+            "heading": self.heading,
+        }
+
     def describe(self) -> str:
         """ "report.pdf, p. 3" for humans (refusals, CLI)."""
         return f"{self.filename}, p. {self.pages}" if self.pages else self.filename

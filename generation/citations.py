@@ -59,16 +59,7 @@ class Citation:
 
     def to_dict(self) -> dict[str, object]:
         """Its JSON form (API answers, the query log): where the passage is, not its text."""
-        return {
-            "n": self.n,
-            "chunk_id": self.chunk_id,
-            "document_id": self.document_id,
-            "filename": self.filename,
-            "page_start": self.page_start,
-            "page_end": self.page_end,
-            "heading": self.heading,
-            "quote": self.quote,
-        }
+        return {"n": self.n, **self.passage.location(), "quote": self.quote}
 
 
 def parse_marker(body: str) -> list[int]:

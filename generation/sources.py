@@ -38,12 +38,7 @@ class Source(Passage):
         snippet = self.text if len(self.text) <= snippet_chars else self.text[:snippet_chars] + "…"
         return {
             "n": n,
-            "chunk_id": self.chunk_id,
-            "document_id": self.document_id,
-            "filename": self.filename,
-            "page_start": self.page_start,
-            "page_end": self.page_end,
-            "heading": self.heading,
+            **self.location(),
             "score": self.score,
             "scores": dict(self.scores),
             "snippet": snippet,
