@@ -189,5 +189,11 @@ def test_ask_a_question_and_open_a_citation(
     popup.wait_for_url(re.compile(r"^blob:"))
     assert popup.url.startswith("blob:")
     assert tenant_a.key not in popup.url
+    # The feedback icons are drawn by the page itself (inline SVG), not by a font that the
+    # machine may not have: each has a size of its own.
+    for button in ("#thumb-up", "#thumb-down"):
+        box = page.locator(f"{button} svg").bounding_box()  # type: ignore[attr-defined]
+        assert box is not None and box["width"] > 4 and box["height"] > 4, button
     page.click("#thumb-up")  # type: ignore[attr-defined]
     page.wait_for_selector("#feedback-status:has-text('Thanks')")  # type: ignore[attr-defined]
+    shot(page, "07-feedback-given")
