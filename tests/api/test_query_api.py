@@ -400,6 +400,8 @@ def test_ragkb_ask_prints_the_answer_and_its_citations(
         )
         assert result.exit_code == 0, result.output
         assert "25 days of paid vacation per year. [1]" in result.output
+        # The command loads its own models: the model library's progress bars stay out.
+        assert "Loading weights" not in result.output and "it/s]" not in result.output
         assert "[1] acme-handbook.pdf, p. 1: Employees accrue 25 days" in result.output
         result = runner.invoke(
             app, ["ask", "Lyon office hours", "--tenant", tenant_a.scope.slug, "--json"]
