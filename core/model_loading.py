@@ -48,7 +48,10 @@ def force_offline() -> None:
 def quiet_loading() -> None:
     """No progress bars while weights load: in a CLI answer or a server log they are noise
     (``ragkb ask --json`` printed "Loading weights ..." before its JSON)."""
+    # An operator (or `ragkb --verbose`) who set it to 0 wants them.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] != "1":
+        return
     try:
         from transformers.utils import logging as transformers_logging
     except ImportError:  # a loader without transformers draws none

@@ -14,8 +14,23 @@ from __future__ import annotations
 import typer
 
 from api.cli import admin, documents, evaluation, questions, server
+from api.cli.common import quiet_output
 
 app = typer.Typer(help="ragkb: an enterprise RAG knowledge base.", no_args_is_help=True)
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Also show the libraries' progress bars, warnings and logs."
+    ),
+) -> None:
+    # The server and the workers write service logs (core.logging), not command output.
+    if ctx.invoked_subcommand not in ("serve", "worker"):
+        quiet_output(verbose)
+
+
 app.add_typer(server.db_app, name="db")
 app.add_typer(admin.tenants_app, name="tenants")
 app.add_typer(admin.keys_app, name="keys")

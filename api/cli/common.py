@@ -3,6 +3,10 @@ or the process's ``Services`` that turn our errors into a message and exit code 
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -20,6 +24,29 @@ if TYPE_CHECKING:
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+class _OursOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name == "ragkb" or record.name.startswith("ragkb.")
+
+
+def quiet_output(verbose: bool) -> None:
+    """What a command prints is ours: its answer, its own progress bars, and ragkb's own
+    warnings. The libraries' progress bars, warnings and log lines appear with
+    ``--verbose`` only."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "0" if verbose else "1"
+    if not verbose:
+        warnings.filterwarnings("ignore")
+    root = logging.getLogger()
+    if root.handlers:  # someone configured logging already (a test runner): theirs stands
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    if not verbose:
+        handler.addFilter(_OursOnly())
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,3 +61,33 @@ def test_tenants_and_keys_lifecycle(cli: CliRunner) -> None:
 def test_db_upgrade_is_idempotent(cli: CliRunner) -> None:
     run(cli, "db", "upgrade")
     assert "head" in run(cli, "db", "upgrade")
+
+
+def test_library_noise_appears_only_with_verbose(cli: CliRunner, tmp_path: Path) -> None:
+    """A real `ragkb` process: what it prints is its own unless --verbose (the model
+    library's "Loading weights" bars and log lines otherwise land in the output)."""
+    import subprocess
+    import sys
+
+    run(cli, "init")
+    run(cli, "tenants", "create", "quiet")
+    env = {**os.environ, "RAGKB_DATA_DIR": str(tmp_path / "kb"), "RAGKB_LOG_JSON": "false"}
+    env.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)  # as in a user's shell
+
+    def search(*flags: str) -> str:
+        argv = [*flags, "search", "vacation", "--tenant", "quiet"]
+        done = subprocess.run(
+            [sys.executable, "-c", "from api.cli import app; app()", *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout + done.stderr
+
+    quiet = search()
+    assert "second stage" in quiet
+    assert "Loading weights" not in quiet and "sentence_transformers" not in quiet
+    verbose = search("--verbose")
+    assert "Loading weights" in verbose and "second stage" in verbose
