@@ -17,9 +17,9 @@ from core.models import Document, DocumentStatus
 from core.settings import Settings
 from core.tenancy import TenantScope
 from ingest.documents import add_document
-from ingest.errors import TransientError
-from ingest.pipeline import process_document
 from services.container import Services
+from tasks.names import TaskName
+from tasks.registry import registration
 
 
 @dataclass
@@ -92,23 +92,15 @@ def process(
     """Process one added document here, calling ``on_progress(percent, stage)`` as it
     moves; fills in the result's status, pages, chunks, time and message."""
     assert result.document_id is not None
-    settings, db = services.settings, services.db
+    db = services.db
     started = time.perf_counter()
     finished = threading.Event()
+    # The same body, with the same retries, as the queue would run.
+    ingestion = registration(TaskName.INGEST_DOCUMENT)
 
     def run() -> None:
         try:
-            for attempt in range(settings.ingest.retries + 1):
-                try:
-                    process_document(
-                        services,
-                        scope.tenant_id,
-                        result.document_id or "",
-                        final_attempt=attempt == settings.ingest.retries,
-                    )
-                    return
-                except TransientError:
-                    time.sleep(min(2**attempt, 30))
+            ingestion.run(services, services.settings, scope.tenant_id, result.document_id or "")
         finally:
             finished.set()
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
@@ -93,23 +92,10 @@ class InProcessQueue:
             QUEUE_DEPTH.labels(queue=lane.label).set(len(lane.pending))
 
     def _run(self, task: Task, args: tuple[Any, ...]) -> None:
-        retry = task.retry
-        attempts = 1 + (retry.times(self.settings) if retry else 0)
-        retry_on = retry.on if retry else ()
-        for attempt in range(attempts):
-            if self._stop.is_set():
-                return
-            try:
-                if retry is None:
-                    task.body(self._context, *args)
-                else:
-                    task.body(self._context, *args, final_attempt=attempt == attempts - 1)
-                return
-            except retry_on:
-                time.sleep(min(2**attempt, 30))
-            except Exception:  # never let one task kill the pool thread silently
-                log.exception("task %s%s crashed", task.name, args)
-                return
+        try:
+            task.run(self._context, self.settings, *args, stopped=self._stop.is_set)
+        except Exception:  # never let one task kill the pool thread silently
+            log.exception("task %s%s crashed", task.name, args)
 
     def _reap_forever(self) -> None:
         # In the background: the API starts (and reports /readyz) even when the database

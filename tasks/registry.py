@@ -12,6 +12,7 @@ the failure instead of raising).
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -45,6 +46,31 @@ class Task:
     # raise): the database may not be reachable yet.
     recover: Callable[[Any], object] | None = None
 
+    def run(
+        self,
+        context: Any,
+        settings: Settings,
+        *args: Any,
+        stopped: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """Call the body here, attempting again after one of its retry errors with
+        exponential backoff, until ``stopped()`` (the in-process queue, ``ragkb ingest``;
+        Celery runs its own retries)."""
+        retry = self.retry
+        attempts = 1 + (retry.times(settings) if retry else 0)
+        retry_on = retry.on if retry else ()
+        for attempt in range(attempts):
+            if stopped():
+                return
+            try:
+                if retry is None:
+                    self.body(context, *args)
+                else:
+                    self.body(context, *args, final_attempt=attempt == attempts - 1)
+                return
+            except retry_on:
+                time.sleep(min(2**attempt, 30))
+
 
 _tasks: dict[TaskName, Task] = {}
 
@@ -72,6 +98,17 @@ def registered() -> dict[TaskName, Task]:
     if missing:
         raise RuntimeError(f"no body registered for {', '.join(missing)}")
     return dict(_tasks)
+
+
+def registration(name: TaskName) -> Task:
+    """Task ``name``'s registration, importing task modules only until it is found."""
+    for module in TASK_MODULES:
+        if name in _tasks:
+            break
+        importlib.import_module(module)
+    if name not in _tasks:
+        raise RuntimeError(f"no body registered for {name}")
+    return _tasks[name]
 
 
 def _where(body: Callable[..., Any]) -> str:
