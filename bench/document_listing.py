@@ -58,7 +58,7 @@ def fill(db: database.Database, documents: int) -> TenantScope:
                     status=DocumentStatus.READY,
                 )
             )
-        return TenantScope(tenant_id=tenant.id, slug=tenant.slug)
+        return TenantScope.of(tenant)
 
 
 def measure(

@@ -61,7 +61,7 @@ def build(services: Services, size: int, corpus: list[str], vectors: np.ndarray)
     rng = np.random.default_rng(0)
     with db.session() as session:
         tenant = tenants.create_tenant(session, f"bench-{size}")
-        scope = TenantScope(tenant.id, tenant.slug)
+        scope = TenantScope.of(tenant)
         doc_ids = [new_id() for _ in range(size // CHUNKS_PER_DOCUMENT)]
         session.execute(
             insert(Document),

@@ -99,7 +99,7 @@ def ingest_corpus(
     chunk_to_corpus: dict[str, str] = {}
     with services.db.session() as session:
         tenant = tenants.create_tenant(session, slug)
-        scope = TenantScope(tenant.id, tenant.slug)
+        scope = TenantScope.of(tenant)
         chunks = []
         for corpus_id, entry in corpus.items():
             doc = Document(

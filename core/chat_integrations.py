@@ -111,7 +111,7 @@ def _resolved(session: Session, box: SecretBox, row: ChatIntegration) -> Resolve
         integration_id=row.id,
         platform=row.platform,
         external_id=row.external_id,
-        scope=TenantScope(tenant_id=tenant.id, slug=tenant.slug),
+        scope=TenantScope.of(tenant),
         bot_token=box.decrypt(row.bot_token_encrypted),
         signing_secret=box.decrypt(row.signing_secret_encrypted),
     )

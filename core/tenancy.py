@@ -54,30 +54,32 @@ class TenantScope:
         return tenant_id == self.tenant_id
 
 
+def _owned_by(model: Any, scope: TenantScope) -> ColumnElement[bool]:
+    """The one tenant condition every scoped statement below adds."""
+    condition: ColumnElement[bool] = model.tenant_id == scope.tenant_id
+    return condition
+
+
 def scoped(stmt: SelectT, model: Any, scope: TenantScope) -> SelectT:
     """Restrict a SELECT on a tenant-owned model to the scope's tenant."""
-    return stmt.where(model.tenant_id == scope.tenant_id)
+    return stmt.where(_owned_by(model, scope))
 
 
 def scoped_update(model: type[Any], scope: TenantScope) -> Update:
     """``UPDATE model WHERE tenant_id = <scope>``: add the other conditions and the values."""
-    return update(model).where(model.tenant_id == scope.tenant_id)
+    return update(model).where(_owned_by(model, scope))
 
 
 def scoped_delete(model: type[Any], scope: TenantScope) -> Delete:
     """``DELETE FROM model WHERE tenant_id = <scope>``: add any other conditions."""
-    return delete(model).where(model.tenant_id == scope.tenant_id)
+    return delete(model).where(_owned_by(model, scope))
 
 
 def scoped_count(
     model: type[Any], scope: TenantScope, *conditions: ColumnElement[bool]
 ) -> Select[int]:
     """``SELECT count(*) FROM model WHERE tenant_id = <scope> AND conditions``."""
-    return (
-        select(func.count())
-        .select_from(model)
-        .where(model.tenant_id == scope.tenant_id, *conditions)
-    )
+    return select(func.count()).select_from(model).where(_owned_by(model, scope), *conditions)
 
 
 def get_owned(session: Session, model: type[Any], object_id: str, scope: TenantScope) -> Any:

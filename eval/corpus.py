@@ -76,7 +76,7 @@ def eval_tenant(session: Session, dataset: Dataset) -> TenantScope:
         return scope_for_slug(session, slug)
     except NotFound:
         tenant = tenants.create_tenant(session, slug, _MARK + "(empty)")
-        return TenantScope(tenant.id, tenant.slug)
+        return TenantScope.of(tenant)
 
 
 def prepare(services: Services, dataset: Dataset, progress: Progress) -> Corpus:
@@ -98,7 +98,7 @@ def prepare(services: Services, dataset: Dataset, progress: Progress) -> Corpus:
                 reused = True
         except NotFound:
             tenant = tenants.create_tenant(session, slug, _MARK + fingerprint)
-            scope = TenantScope(tenant.id, tenant.slug)
+            scope = TenantScope.of(tenant)
             reused = False
     if dataset.kind == "passages":
         corpus = _index_passages(services, scope, dataset, progress)

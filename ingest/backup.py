@@ -106,7 +106,7 @@ def backup_tenant(session: Session, settings: Settings, slug_or_id: str, out: Pa
     )
     if tenant is None:
         raise BadRequest(f"tenant {slug_or_id!r} not found", code="not_found")
-    scope = TenantScope(tenant_id=tenant.id, slug=tenant.slug)
+    scope = TenantScope.of(tenant)
     manifest = Manifest(
         tenant_id=tenant.id,
         slug=tenant.slug,
@@ -266,7 +266,7 @@ def _make_room(session: Session, services: Services, scope: TenantScope, replace
             code="tenant_exists",
         )
     for tenant in existing:
-        old = TenantScope(tenant_id=tenant.id, slug=tenant.slug)
+        old = TenantScope.of(tenant)
         services.indexer.vector_index.delete_tenant(old)
         # Children first: SQLite enforces no cascade unless asked to.
         for model in reversed(TABLES):

@@ -106,7 +106,7 @@ def _unexpected(exc: Exception, settings: Settings) -> str:
 def _scope(db: Database, tenant_id: str) -> TenantScope | None:
     with db.session() as session:
         tenant = session.get(Tenant, tenant_id)
-        return TenantScope(tenant_id=tenant.id, slug=tenant.slug) if tenant else None
+        return TenantScope.of(tenant) if tenant else None
 
 
 def _claim(settings: Settings, db: Database, scope: TenantScope, document_id: str) -> bool:

@@ -121,7 +121,7 @@ def reindex_command(
             scopes = [scope_for_slug(session, tenant)]
         else:
             rows = tenants.list_tenants(session)
-            scopes = [TenantScope(tenant_id=t.id, slug=t.slug) for t in rows]
+            scopes = [TenantScope.of(t) for t in rows]
         for scope in scopes:
             count = services.indexer.rebuild(scope, session)
             session.commit()  # each tenant's statistics as soon as its points are in
