@@ -198,8 +198,8 @@ def run_scifact(corpus: Path, passages: int) -> dict[str, Any]:
         settings.ensure_dirs()
         database.upgrade(settings.sqlalchemy_url)
         services = build_services(settings)
-        services.embedder.embed(["warm up"])  # load the model outside the timing
-        timed = TimedEmbedder(services.embedder)
+        services.indexer.embedder.embed(["warm up"])  # load the model outside the timing
+        timed = TimedEmbedder(services.indexer.embedder)
         started = time.perf_counter()
         prepare(services, Dataset("scifact", "passages", [], subset), lambda f, s: None)
         seconds = time.perf_counter() - started

@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
             _env_file=None, storage={"data_dir": workdir}, index={"engine": args.engine}
         )
         services = build_services(settings, embedder=embedder, query_embedder=query_embedder)
-        embedder, query_embedder = services.embedder, services.query_embedder
+        embedder, query_embedder = services.indexer.embedder, services.indexer.query_embedder
         scope = build(services, size, texts, vectors)
         if cross_encoder is None:
             # Loaded once for every size; it runs on the same index and settings.

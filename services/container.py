@@ -47,14 +47,14 @@ class Services:
     ) -> None:
         self.settings = settings
         self.db = db
-        # Two instances of the same model: a search must not wait behind an ingestion batch.
-        self.embedder = embedder or DenseEmbedder(
-            settings.models.embedding_model, settings.models.embedding_batch_size
+        model = (settings.models.embedding_model, settings.models.embedding_batch_size)
+        # The indexer holds the embedders: two instances of the same model, so that a search
+        # never waits behind an ingestion batch (``indexer.embedder``, ``.query_embedder``).
+        self.indexer = ChunkIndexer(
+            settings,
+            embedder or DenseEmbedder(*model),
+            query_embedder or DenseEmbedder(*model),
         )
-        self.query_embedder = query_embedder or DenseEmbedder(
-            settings.models.embedding_model, settings.models.embedding_batch_size
-        )
-        self.indexer = ChunkIndexer(settings, self.embedder, self.query_embedder)
         self.generator = generator or build_generator(settings)
         self.task_queue: TaskQueue | None = None
         self._reranker = reranker
