@@ -229,6 +229,11 @@ class ChunkRef(BaseModel):
     page_start: int | None
     page_end: int | None
     heading: str | None
+    printed_pages: str | None = Field(
+        default=None,
+        description='The page numbers printed on those pages ("43" or "43-44"), where they '
+        "differ from the physical pages.",
+    )
 
 
 class CitationOut(ChunkRef):

@@ -125,11 +125,7 @@ def run_parse_only(files: list[Path], embed: bool = False) -> dict[str, Any]:
 
     settings = Settings(_env_file=None)
     tokenizer = get_tokenizer(settings.models.embedding_model)
-    options = ChunkingOptions(
-        settings.ingest.chunk_max_tokens,
-        settings.ingest.chunk_overlap_tokens,
-        settings.ingest.chunk_min_tokens,
-    )
+    options = ChunkingOptions.from_settings(settings)
     timed = None
     if embed:
         from retrieval.embedding import DenseEmbedder

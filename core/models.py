@@ -179,6 +179,9 @@ class Document(Base):
     # Times processing started (a claim); the reaper queues an interrupted document again
     # until this reaches ingest_max_attempts, then fails it.
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What the parser learnt about the document outside its content: "running_headers"
+    # (text repeated at the top or bottom of its pages) and "page_labels" (printed numbers).
+    context: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict, server_default="{}")
 
     chunks: Mapped[list[Chunk]] = relationship(
         back_populates="document", cascade="all, delete-orphan", passive_deletes=True

@@ -23,6 +23,9 @@ class Passage:
     page_start: int | None = None
     page_end: int | None = None
     heading_path: Sequence[str] = field(default_factory=tuple)
+    # The page numbers printed on those pages ("43" or "43-44"), where they differ from
+    # the physical pages (a cover and contents before page 1).
+    printed_pages: str | None = None
 
     @property
     def heading(self) -> str | None:
@@ -47,8 +50,12 @@ class Passage:
             "page_start": self.page_start,
             "page_end": self.page_end,
             "heading": self.heading,
+            "printed_pages": self.printed_pages,
         }
 
     def describe(self) -> str:
-        """ "report.pdf, p. 3" for humans (refusals, CLI)."""
-        return f"{self.filename}, p. {self.pages}" if self.pages else self.filename
+        """ "report.pdf, p. 3" (or "p. 45 (printed 43)") for humans (refusals, CLI)."""
+        if not self.pages:
+            return self.filename
+        printed = f" (printed {self.printed_pages})" if self.printed_pages else ""
+        return f"{self.filename}, p. {self.pages}{printed}"

@@ -120,9 +120,26 @@ class IngestSettings(_Section):
         ge=0,
         description="Sections shorter than this are combined with the next one in one chunk.",
     )
+    chunk_table_max_tokens: int = Field(
+        default=800,
+        ge=16,
+        description="A table up to this size stays one chunk (a statement is cited whole); "
+        "a longer one is split by rows, each part repeating the caption and header.",
+    )
     pdf_strategy: Literal["fast", "auto", "ocr_only"] = Field(
         default="fast",
         description="unstructured's PDF strategy; 'hi_res' needs hub models and is not offered.",
+    )
+    pdf_parser: Literal["layout", "unstructured"] = Field(
+        default="layout",
+        description="How text PDFs are read: 'layout' (PDFium lines, tables kept whole, "
+        "running headers recognised) or 'unstructured' (its pdf_strategy, tables shredded).",
+    )
+    pdf_page_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Time bound on one page's table detection; past it the page is read "
+        "as plain text.",
     )
     ocr_max_pages: int = Field(
         default=50,
@@ -420,6 +437,9 @@ ENV_NAMES: Mapping[str, tuple[str, str]] = {
     "chunk_overlap_tokens": ("ingest", "chunk_overlap_tokens"),
     "chunk_min_tokens": ("ingest", "chunk_min_tokens"),
     "ingest_pdf_strategy": ("ingest", "pdf_strategy"),
+    "chunk_table_max_tokens": ("ingest", "chunk_table_max_tokens"),
+    "ingest_pdf_parser": ("ingest", "pdf_parser"),
+    "ingest_pdf_page_timeout_s": ("ingest", "pdf_page_timeout_s"),
     "ingest_ocr_max_pages": ("ingest", "ocr_max_pages"),
     "ingest_max_pages": ("ingest", "max_pages"),
     "ingest_max_uncompressed_bytes": ("ingest", "max_uncompressed_bytes"),

@@ -29,6 +29,7 @@ class Source(Passage):
             page_start=passage.page_start,
             page_end=passage.page_end,
             heading_path=tuple(passage.heading_path or ()),
+            printed_pages=passage.printed_pages,
             score=float(score),
             scores=dict(scores or {}),
         )

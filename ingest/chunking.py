@@ -22,7 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.settings import Settings
 from ingest.parsing import ParsedElement
+from ingest.table_html import table_rows
 from ingest.tokens import count_tokens, token_offsets
 
 SEPARATOR = "\n\n"
@@ -48,10 +50,22 @@ class ChunkingOptions:
     max_tokens: int = 240
     overlap_tokens: int = 32
     min_tokens: int = 64
+    # A table up to this size stays one chunk (a statement cited whole, its first rows and
+    # header within the embedding window); a longer one is split by rows.
+    table_max_tokens: int = 800
 
     def __post_init__(self) -> None:
         if self.overlap_tokens >= self.max_tokens // 2:
             raise ValueError("chunk overlap must be under half the chunk size")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ChunkingOptions:
+        return cls(
+            max_tokens=settings.ingest.chunk_max_tokens,
+            overlap_tokens=settings.ingest.chunk_overlap_tokens,
+            min_tokens=settings.ingest.chunk_min_tokens,
+            table_max_tokens=settings.ingest.chunk_table_max_tokens,
+        )
 
 
 @dataclass(slots=True)
@@ -98,6 +112,16 @@ class _Layout:
                 pages.append(element.page)
         return types, (min(pages) if pages else None), (max(pages) if pages else None)
 
+    def printed_pages(self, start: int, end: int) -> str | None:
+        """ "43" or "43-44": the printed numbers of the pages covered, when any differs
+        from the physical page; None otherwise."""
+        covered = [self.elements[i] for i in self.covering(start, end)]
+        labelled = [e for e in covered if e.page_label and e.page is not None]
+        if not labelled or all(e.page_label == str(e.page) for e in labelled):
+            return None
+        first, last = labelled[0].page_label, labelled[-1].page_label
+        return first if first == last else f"{first}-{last}"
+
 
 def extracted_text(elements: Sequence[ParsedElement]) -> str:
     """The text that chunk character offsets point into."""
@@ -113,9 +137,18 @@ def chunk_elements(
     pending_tokens = 0
     for block in _blocks(elements):
         if block.kind == "table":
-            chunker.flush(pending)
+            table_tokens = count_tokens(tokenizer, elements[block.first].text)
+            if pending and pending_tokens + table_tokens <= options.max_tokens:
+                # A small table stays with the paragraph (or title) that introduces it.
+                chunker.flush(pending, table=block)
+            elif pending and pending_tokens < options.min_tokens:
+                # A short introduction ("… is as follows (in millions):", the statement's
+                # title) opens the table's chunk instead of being a chunk of its own.
+                chunker.table(block, intro=pending)
+            else:
+                chunker.flush(pending)
+                chunker.table(block)
             pending, pending_tokens = [], 0
-            chunker.table(block)
             continue
         tokens = count_tokens(tokenizer, chunker.block_text(block))
         if pending and pending_tokens < options.min_tokens:
@@ -130,7 +163,70 @@ def chunk_elements(
         chunker.flush(pending)
         pending, pending_tokens = [block], tokens
     chunker.flush(pending)
-    return chunker.chunks
+    return _merge_small(chunker.chunks, layout, tokenizer, options)
+
+
+def _merge_small(
+    chunks: list[ChunkDraft], layout: _Layout, tokenizer: Any, options: ChunkingOptions
+) -> list[ChunkDraft]:
+    """Join a text chunk too small to answer anything (a heading run on a cover page, a
+    one-line section) to the next text chunk, or else the previous one, when the two are
+    adjacent and fit; the joined chunk keeps the heading path the two have in common."""
+    small = options.min_tokens // 2
+    out: list[ChunkDraft] = []
+    i = 0
+    while i < len(chunks):
+        chunk = chunks[i]
+        following = chunks[i + 1] if i + 1 < len(chunks) else None
+        if chunk.token_count < small and _joinable(chunk, following, options):
+            assert following is not None
+            chunks[i + 1] = _joined(chunk, following, layout, tokenizer)
+            i += 1
+            continue
+        if out and chunk.token_count < small and _joinable(out[-1], chunk, options):
+            out[-1] = _joined(out[-1], chunk, layout, tokenizer)
+        else:
+            out.append(chunk)
+        i += 1
+    for ordinal, chunk in enumerate(out):
+        chunk.ordinal = ordinal
+    return out
+
+
+def _joinable(first: ChunkDraft, second: ChunkDraft | None, options: ChunkingOptions) -> bool:
+    if second is None or first.extra.get("table_html") or second.extra.get("table_html"):
+        return False
+    return (
+        first.char_end <= second.char_start
+        and first.token_count + second.token_count + 2 <= options.max_tokens
+    )
+
+
+def _joined(first: ChunkDraft, second: ChunkDraft, layout: _Layout, tokenizer: Any) -> ChunkDraft:
+    start, end = first.char_start, second.char_end
+    types, page_start, page_end = layout.describe(start, end)
+    extra = dict(second.extra)
+    printed = layout.printed_pages(start, end)
+    if printed:
+        extra["printed_pages"] = printed
+    common = []
+    for a, b in zip(first.heading_path, second.heading_path, strict=False):
+        if a != b:
+            break
+        common.append(a)
+    text = layout.text[start:end]
+    return ChunkDraft(
+        ordinal=first.ordinal,
+        text=text,
+        char_start=start,
+        char_end=end,
+        token_count=count_tokens(tokenizer, text),
+        heading_path=common,
+        element_types=types,
+        page_start=page_start,
+        page_end=page_end,
+        extra=extra,
+    )
 
 
 def _blocks(elements: Sequence[ParsedElement]) -> list[_Block]:
@@ -173,6 +269,10 @@ class _Chunker:
         extra: dict[str, Any] | None = None,
     ) -> None:
         types, page_start, page_end = self.layout.describe(start, end)
+        extra = dict(extra or {})
+        printed = self.layout.printed_pages(start, end)
+        if printed:
+            extra["printed_pages"] = printed
         self.chunks.append(
             ChunkDraft(
                 ordinal=len(self.chunks),
@@ -184,15 +284,24 @@ class _Chunker:
                 element_types=types,
                 page_start=page_start,
                 page_end=page_end,
-                extra=extra or {},
+                extra=extra,
             )
         )
 
-    def flush(self, run: list[_Block]) -> None:
-        """Chunk consecutive text blocks: one chunk when they fit, else overlapping windows."""
+    def flush(self, run: list[_Block], table: _Block | None = None) -> None:
+        """Chunk consecutive text blocks: one chunk when they fit, else overlapping windows.
+        With ``table``, the run fits with the table that follows it: one chunk for both."""
         if not run:
             return
         start = self.layout.starts[run[0].first]
+        if table is not None:
+            end = self.layout.ends[table.first]
+            text = self.layout.text[start:end]
+            html = self.layout.elements[table.first].table_html
+            extra = {"table_html": html} if html else {}
+            tokens = count_tokens(self.tokenizer, text)
+            self._emit(start, end, tokens, run[0].heading_path, extra=extra)
+            return
         end = self.layout.ends[run[-1].last]
         self._windows(start, end, run[0].heading_path)
 
@@ -239,7 +348,9 @@ class _Chunker:
             if offsets[i][0] in boundaries:
                 return i
         for i in range(last, floor, -1):
-            if _SENTENCE_END.search(text[offsets[i - 1][0] : offsets[i - 1][1]]):
+            end = offsets[i - 1][1]
+            ends_sentence = _SENTENCE_END.search(text[offsets[i - 1][0] : end])
+            if ends_sentence and (end >= len(text) or text[end].isspace()):  # not "66,822.75"
                 return i
         for i in range(last, floor, -1):
             if self._starts_word(text, offsets, i):
@@ -248,26 +359,47 @@ class _Chunker:
 
     @staticmethod
     def _starts_word(text: str, offsets: list[tuple[int, int]], i: int) -> bool:
-        """Whether token ``i`` starts a word (is not a ``##`` continuation of the previous)."""
+        """Whether token ``i`` starts a word: after white space, so that a cut never falls
+        inside a word or a number ("117,154" is three tokens). Text without spaces (Chinese,
+        Japanese) may be cut between any two characters."""
         if i <= 0 or i >= len(offsets):
             return True
         begin = offsets[i][0]
-        return begin == 0 or not (text[begin - 1].isalnum() and text[begin].isalnum())
+        if begin == 0 or text[begin - 1].isspace():
+            return True
+        return _is_cjk(text[begin - 1]) or _is_cjk(text[begin])
 
-    def table(self, block: _Block) -> None:
+    def table(self, block: _Block, intro: list[_Block] | None = None) -> None:
+        """A table as one chunk when it fits ``table_max_tokens``, else split by rows with
+        the header repeated; each chunk starts with the table's caption (its title lines,
+        or the short text ``intro`` that leads to it), so a part still says which
+        statement it is."""
         element = self.layout.elements[block.first]
         start, end = self.layout.starts[block.first], self.layout.ends[block.first]
-        tokens = count_tokens(self.tokenizer, element.text)
+        caption = element.caption
+        if intro:
+            start = self._intro_start(intro, element.page)
+            lead = " ".join(self.layout.text[start : self.layout.ends[intro[-1].last]].split())
+            if lead and (not caption or _plain(caption) in _plain(lead)):
+                caption = lead
+            elif lead and _plain(lead) not in _plain(caption or ""):
+                caption = f"{lead} · {caption}"
+        whole = f"{caption}\n{element.text}" if caption else element.text
+        tokens = count_tokens(self.tokenizer, whole)
         html = element.table_html
-        if tokens <= self.options.max_tokens:
+        if tokens <= self.options.table_max_tokens:
             extra = {"table_html": html} if html else {}
-            self._emit(start, end, tokens, block.heading_path, extra=extra)
+            if caption:
+                extra["table_caption"] = caption
+            self._emit(start, end, tokens, block.heading_path, text=whole, extra=extra)
             return
-        rows = _table_rows(html) if html else []
+        rows = table_rows(html) if html else []
         if len(rows) < 2:
             self._windows(start, end, block.heading_path)
             return
         header, body = rows[0], rows[1:]
+        if caption:
+            header = (f"{caption}\n{header[0]}", header[1])
         part: list[tuple[str, str]] = []
         part_tokens = count_tokens(self.tokenizer, header[0])
         header_tokens = part_tokens
@@ -280,6 +412,20 @@ class _Chunker:
             part.append(row)
             part_tokens += row_tokens
         self._table_part(block, start, end, header, part, part_tokens, first_row)
+
+    def _intro_start(self, intro: list[_Block], page: int | None) -> int:
+        """Where a table's introduction starts: its text on the table's own page (what
+        comes before, e.g. the previous statement's footnote, is a chunk of its own)."""
+        first = intro[0].first
+        while first < intro[-1].last and self.layout.elements[first].page != page:
+            first += 1
+        if first > intro[0].first:
+            self._windows(
+                self.layout.starts[intro[0].first],
+                self.layout.ends[first - 1],
+                intro[0].heading_path,
+            )
+        return self.layout.starts[first]
 
     def _table_part(
         self,
@@ -301,18 +447,9 @@ class _Chunker:
         self._emit(start, end, tokens, block.heading_path, text=text, extra=extra)
 
 
-def _table_rows(html: str) -> list[tuple[str, str]]:
-    """(text, HTML) of each row of the first table in ``html``."""
-    import lxml.html
+def _plain(text: str) -> str:
+    return " ".join(text.replace(" · ", " ").split())
 
-    try:
-        root = lxml.html.fragment_fromstring(html, create_parent="div")
-    except Exception:  # malformed HTML: the caller falls back to text windows
-        return []
-    rows: list[tuple[str, str]] = []
-    for tr in root.iter("tr"):
-        cells = [" ".join(cell.text_content().split()) for cell in tr if cell.tag in {"td", "th"}]
-        text = " | ".join(cells)
-        tr.tail = None
-        rows.append((text, lxml.html.tostring(tr, encoding="unicode")))
-    return rows
+
+def _is_cjk(ch: str) -> bool:
+    return "\u2e80" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af" or "\uff00" <= ch <= "\uffef"

@@ -21,6 +21,8 @@ from core.settings import Settings
 from ingest import unstructured_env
 from ingest.errors import DocumentRejected
 from ingest.filetypes import DetectedType, tesseract_available
+from ingest.pdf_parsing import parse_pdf
+from ingest.table_html import table_text
 
 log = logging.getLogger("ragkb.ingest")
 
@@ -35,23 +37,32 @@ class ParsedElement:
     page: int | None
     heading_path: list[str]
     table_html: str | None = None
+    page_label: str | None = None  # the page number printed on the page, if it differs
+    caption: str | None = None  # a table's title lines, repeated in each of its chunks
 
 
 @dataclass(slots=True)
 class ParsedDocument:
     elements: list[ParsedElement]
     page_count: int | None
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Document context that is not content: "running_headers" (text repeated at the top
+    # or bottom of the pages, e.g. the company and form) and "page_labels".
+    context: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_file(
-    path: Path, detected: DetectedType, filename: str, settings: Settings
+    path: Path, detected: DetectedType, filename: str, settings: Settings, *, document_id: str = ""
 ) -> ParsedDocument:
-    """Parse ``path`` (whose original name was ``filename``); raise ``DocumentRejected``."""
+    """Parse ``path`` (whose original name was ``filename``); raise ``DocumentRejected``.
+    ``document_id`` names the document in log lines."""
     check_bounds(path, detected, settings)
-    with _readable(path, detected) as readable:
-        raw = _partition(readable, detected, filename, settings)
-    elements = to_parsed_elements(raw)
+    parsed = _parse_pdf_layout(path, detected, filename, settings, document_id)
+    if parsed is not None:
+        elements, context = parsed
+    else:
+        with _readable(path, detected) as readable:
+            raw = _partition(readable, detected, filename, settings)
+        elements, context = to_parsed_elements(raw), {}
     if detected.name == "PDF" and not elements and _may_ocr(path, settings):
         # No text layer (a scanned PDF): read the page images instead.
         elements = to_parsed_elements(_partition(path, detected, filename, settings, "ocr_only"))
@@ -71,7 +82,47 @@ def parse_file(
         )
     pages = [e.page for e in elements if e.page is not None]
     page_count = _page_count(path, detected) or (max(pages) if pages else None)
-    return ParsedDocument(elements=elements, page_count=page_count)
+    return ParsedDocument(elements=elements, page_count=page_count, context=context)
+
+
+def _parse_pdf_layout(
+    path: Path, detected: DetectedType, filename: str, settings: Settings, document_id: str
+) -> tuple[list[ParsedElement], dict[str, Any]] | None:
+    """A text PDF read by the layout parser; None when it does not apply (another format,
+    another parser configured, OCR asked for) or finds no text (a scan: OCR next)."""
+    if (
+        detected.name != "PDF"
+        or settings.ingest.pdf_parser != "layout"
+        or settings.ingest.pdf_strategy == "ocr_only"
+    ):
+        return None
+    try:
+        parsed = parse_pdf(
+            path,
+            page_timeout_s=settings.ingest.pdf_page_timeout_s,
+            document=f"{document_id} ({filename})" if document_id else filename,
+        )
+    except Exception as exc:  # PDFium refuses it: unstructured's reader may still cope
+        log.info("layout parsing of %s failed (%s); using unstructured", filename, exc)
+        return None
+    if not any(e.text.strip() for e in parsed.elements):
+        return None
+    elements = [
+        ParsedElement(
+            type=e.type,
+            text=e.text.replace("\x00", ""),  # PostgreSQL text refuses NUL
+            page=e.page,
+            heading_path=e.heading_path,
+            table_html=e.table_html,
+            page_label=e.page_label,
+            caption=e.caption,
+        )
+        for e in parsed.elements
+    ]
+    context: dict[str, Any] = {"running_headers": parsed.running_headers}
+    if parsed.page_labels:
+        context["page_labels"] = {str(k): v for k, v in parsed.page_labels.items()}
+    return elements, context
 
 
 @contextmanager
@@ -257,6 +308,9 @@ def to_parsed_elements(raw: Sequence[Any]) -> list[ParsedElement]:
             continue
         metadata = element.metadata
         table_html = getattr(metadata, "text_as_html", None) if category == "Table" else None
+        if table_html:
+            # One row per line, not one run of cells.
+            text = (table_text(table_html) or text).replace("\x00", "")
         path = _parent_titles(element, by_id)
         if category == "Title":
             path.append(_heading_label(text))

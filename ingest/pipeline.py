@@ -215,13 +215,16 @@ def _parse_and_chunk(
         raise DocumentRejected("the stored file is missing; upload it again")
     detected = detect(stored, filename)
     with INGEST_STAGE_LATENCY.labels(stage="parse").time():
-        parsed = parse_file(stored, detected, filename, settings)
-    _set_stage(db, document_id, DocumentStatus.CHUNKING, _PARSED, page_count=parsed.page_count)
-    options = ChunkingOptions(
-        max_tokens=settings.ingest.chunk_max_tokens,
-        overlap_tokens=settings.ingest.chunk_overlap_tokens,
-        min_tokens=settings.ingest.chunk_min_tokens,
+        parsed = parse_file(stored, detected, filename, settings, document_id=document_id)
+    _set_stage(
+        db,
+        document_id,
+        DocumentStatus.CHUNKING,
+        _PARSED,
+        page_count=parsed.page_count,
+        context=parsed.context,
     )
+    options = ChunkingOptions.from_settings(settings)
     with INGEST_STAGE_LATENCY.labels(stage="chunk").time():
         drafts = chunk_elements(
             parsed.elements, get_tokenizer(settings.models.embedding_model), options

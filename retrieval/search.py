@@ -186,6 +186,7 @@ def _hydrate(
                 page_start=chunk.page_start,
                 page_end=chunk.page_end,
                 heading_path=list(chunk.heading_path or []),
+                printed_pages=(chunk.extra or {}).get("printed_pages"),
                 scores=scores,
                 score=scores.get(primary, point.score),
             )

@@ -106,10 +106,7 @@ def ask_command(
     if result.uncited:
         err_console.print("[yellow]warning:[/yellow] the answer cites no source")
     for c in result.citations:
-        pages = "" if c.page_start is None else f", p. {c.page_start}"
-        if c.page_end not in (None, c.page_start):
-            pages += f"-{c.page_end}"
-        where, quote = escape(f"{c.filename}{pages}"), escape(c.quote)
+        where, quote = escape(c.passage.describe()), escape(c.quote)
         console.print(f"[bold]\\[{c.n}][/bold] {where}: [dim]{quote}[/dim]", highlight=False)
     console.print(
         f"[dim]query {query_id}; generator {result.generator}; "

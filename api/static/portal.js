@@ -340,7 +340,7 @@ function showCitation(index, chip) {
   for (const other of $("citations").children) other.setAttribute("aria-expanded", "false");
   chip.setAttribute("aria-expanded", "true");
   $("cd-file").textContent = c.filename;
-  const pages = c.page_start ? (c.page_end && c.page_end !== c.page_start ? `pages ${c.page_start}–${c.page_end}` : `page ${c.page_start}`) : "";
+  const pages = (c.page_start ? (c.page_end && c.page_end !== c.page_start ? `pages ${c.page_start}–${c.page_end}` : `page ${c.page_start}`) : "") + (c.printed_pages ? ` (printed ${c.printed_pages})` : "");
   $("cd-page").textContent = pages;
   $("cd-quote").textContent = c.quote || "";
   $("cd-open").onclick = () => openDocument(c.document_id, c.page_start);

@@ -75,17 +75,20 @@ def _table(rows: int) -> ParsedElement:
     return el("Table", text, ["Results"], page=3, table_html=f"<table>{header}{body}</table>")
 
 
-def test_table_that_fits_is_one_chunk_with_its_html(tokenizer: Any) -> None:
+def test_small_table_is_one_chunk_with_its_introduction_and_html(tokenizer: Any) -> None:
     elements = [el("NarrativeText", "Results follow.", ["Results"], page=3), _table(3)]
     chunks = chunk_elements(elements, tokenizer, ChunkingOptions(200, 20, 0))
-    table = chunks[-1]
-    assert table.element_types == ["Table"]
+    assert len(chunks) == 1
+    table = chunks[0]
+    assert table.element_types == ["NarrativeText", "Table"]
+    assert table.text.startswith("Results follow.\n\nRegion")
     assert table.extra["table_html"].count("<tr>") == 4
     assert table.page_start == table.page_end == 3
 
 
 def test_big_table_is_split_by_rows_with_the_header_repeated(tokenizer: Any) -> None:
-    chunks = chunk_elements([_table(120)], tokenizer, ChunkingOptions(100, 10, 0))
+    options = ChunkingOptions(100, 10, 0, table_max_tokens=100)
+    chunks = chunk_elements([_table(120)], tokenizer, options)
     assert len(chunks) > 3
     covered: list[int] = []
     for chunk in chunks:

@@ -67,11 +67,7 @@ def outcome_of(path: Path, settings: Settings) -> Outcome:
         parsed = parse_file(path, detected, path.name, settings)
     except DocumentRejected as exc:
         return Outcome(name, detected.name, "failed", reason=str(exc))
-    options = ChunkingOptions(
-        settings.ingest.chunk_max_tokens,
-        settings.ingest.chunk_overlap_tokens,
-        settings.ingest.chunk_min_tokens,
-    )
+    options = ChunkingOptions.from_settings(settings)
     chunks = chunk_elements(
         parsed.elements, get_tokenizer(settings.models.embedding_model), options
     )
