@@ -207,7 +207,8 @@ def _build(lines: list[Line], first: int, last: int, page_width: float) -> Table
             rows[-1].values = values
             continue
         rows.append(Row(label=label, values=values))
-    header_start, label_header = _header(lines, first, columns, page_width)
+    header_start, label_header, sections = _header(lines, first, columns, page_width)
+    rows[:0] = [Row(label=text, values=[]) for text in reversed(sections)]
     return Table(
         first_line=header_start,
         last_line=last,
@@ -226,8 +227,9 @@ def _columns(body: list[Line], page_width: float) -> list[Column]:
     edges: list[tuple[float, float]] = []
     for line in body:
         limit = _label_limit(line, page_width)
-        for cell in _merge_currency(line.cells):
-            if cell.x0 >= limit and is_figure(cell.text):
+        for cell in line.cells:  # the figures' own extent, without their "$"
+            text = cell.text.strip()
+            if cell.x0 >= limit and is_figure(text) and not _CURRENCY_ONLY.match(text):
                 edges.append((cell.x1, cell.x0))
     if not edges:
         return []
@@ -298,13 +300,14 @@ def _split(line: Line, columns: list[Column], page_width: float) -> tuple[list[C
 
 def _header(
     lines: list[Line], first: int, columns: list[Column], page_width: float
-) -> tuple[int, str]:
+) -> tuple[int, str, list[str]]:
     """Header lines above the first row: each cell sits over value columns. Returns the
-    index of the first header line and the label column's heading (if any); fills
-    ``columns[k].header`` top-down."""
+    index of the first header line, the label column's heading (if any) and the section
+    lines passed over between header and rows; fills ``columns[k].header`` top-down."""
     start = first
     label_header = ""
     collected: list[tuple[list[Cell], list[Cell]]] = []
+    sections: list[str] = []
     left_edge = columns[0].x0 - max(lines[first].size, 6.0) * 3
     for j in range(first - 1, max(first - 1 - _MAX_HEADER_LINES, -1), -1):
         line = lines[j]
@@ -313,12 +316,20 @@ def _header(
             break
         over = [c for c in line.cells if c.x1 > left_edge]
         left = [c for c in line.cells if c.x1 <= left_edge]
-        if not over or len(left) > 1 or any(c.x0 < left_edge - 1 for c in over):
-            break
-        if left and not _periodish(over):
-            break
-        if not all(_near_columns(c, columns) and _heading_like(c) for c in over):
-            break  # a centred title or note above the table, not a column heading
+        heading = (
+            over
+            and len(left) <= 1
+            and not any(c.x0 < left_edge - 1 for c in over)
+            and (not left or _periodish(over))
+            # not a centred title or note above the table
+            and all(_near_columns(c, columns) and _heading_like(c, columns) for c in over)
+        )
+        if not heading:
+            if collected or sections or len(line.cells) != 1 or len(line.text.split()) > 5:
+                break
+            # A section line between the header and the rows ("ASSETS"): a row of its own.
+            sections.append(line.text.strip())
+            continue
         collected.append((left, over))
         start = j
     for left, over in reversed(collected):
@@ -327,7 +338,9 @@ def _header(
         for k, cell in _owners(columns, over).items():
             columns[k].header.append(cell.text.strip())
     _join_header_parts(columns)
-    return start, label_header
+    if not collected:
+        return first, label_header, []
+    return start, label_header, sections
 
 
 def _near_columns(cell: Cell, columns: list[Column]) -> bool:
@@ -335,13 +348,15 @@ def _near_columns(cell: Cell, columns: list[Column]) -> bool:
     return any(cell.x1 >= c.x0 - slack and cell.x0 <= c.x1 + slack for c in columns)
 
 
-def _heading_like(cell: Cell) -> bool:
-    """Not a note like "(unaudited)" or a statement's title in capitals."""
+def _heading_like(cell: Cell, columns: list[Column]) -> bool:
+    """Not a note like "(unaudited)" centred above the table (under one column it is part
+    of that column's heading), nor a statement's title in capitals."""
     text = cell.text.strip()
     if _periodish([cell]):
         return True
     if text.startswith("(") and text.endswith(")"):
-        return False
+        em = max(cell.size, 6.0)
+        return any(c.x0 - 2 * em <= cell.centre <= c.x1 + em for c in columns)
     return not (text.isupper() and len(text.split()) >= 3)
 
 
