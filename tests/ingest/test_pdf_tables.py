@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,20 @@ def _parse(name: str, tmp_path: Path, **ingest: Any) -> ParsedDocument:
     return parse_file(path, detect(path, name), name, settings, document_id="doc-1")
 
 
+@pytest.fixture(scope="module")
+def parsed(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], ParsedDocument]:
+    """Each filing parsed once with the defaults, for the tests that only read it."""
+    folder = tmp_path_factory.mktemp("parsed")
+    cache: dict[str, ParsedDocument] = {}
+
+    def get(name: str) -> ParsedDocument:
+        if name not in cache:
+            cache[name] = _parse(name, folder)
+        return cache[name]
+
+    return get
+
+
 def _chunks(parsed: ParsedDocument, tokenizer: Any) -> list[ChunkDraft]:
     return chunk_elements(parsed.elements, tokenizer, ChunkingOptions())
 
@@ -59,9 +74,9 @@ def _row(cells: list[str]) -> str:
     ids=lambda t: f"{t['file']} p{t['page']}",
 )
 def test_income_statement_rows_stay_whole_in_one_chunk(
-    statement: dict[str, Any], tmp_path: Path, tokenizer: Any
+    statement: dict[str, Any], parsed: Callable[[str], ParsedDocument], tokenizer: Any
 ) -> None:
-    chunks = _chunks(_parse(statement["file"], tmp_path), tokenizer)
+    chunks = _chunks(parsed(statement["file"]), tokenizer)
     rows = [_row(r) for r in statement["rows"]]
     revenue = next(
         r
@@ -85,9 +100,12 @@ def test_income_statement_rows_stay_whole_in_one_chunk(
 
 
 @needs_sec
-def test_apple_statement_reads_as_the_issue_shows(tmp_path: Path, tokenizer: Any) -> None:
-    parsed = _parse("2023 Q1 AAPL.pdf", tmp_path)
-    table = next(e for e in parsed.elements if e.type == "Table" and "117,154" in e.text)
+def test_apple_statement_reads_as_the_issue_shows(
+    parsed: Callable[[str], ParsedDocument],
+) -> None:
+    table = next(
+        e for e in parsed("2023 Q1 AAPL.pdf").elements if e.type == "Table" and "117,154" in e.text
+    )
     lines = table.text.splitlines()
     assert lines[0] == "Three Months Ended | December 31, 2022 | December 25, 2021"
     assert "Total net sales | 117,154 | 123,945" in lines
@@ -97,13 +115,13 @@ def test_apple_statement_reads_as_the_issue_shows(tmp_path: Path, tokenizer: Any
 
 @needs_sec
 def test_running_headers_and_printed_page_numbers_are_context_not_content(
-    tmp_path: Path, tokenizer: Any
+    parsed: Callable[[str], ParsedDocument], tokenizer: Any
 ) -> None:
-    parsed = _parse("2023 Q1 AAPL.pdf", tmp_path)
-    assert parsed.context["running_headers"][0] == "Apple Inc. | Q1 2023 Form 10-Q"
-    assert parsed.context["page_labels"]["4"] == "1"  # the statements start on printed p. 1
-    assert not any("Q1 2023 Form 10-Q |" in e.text for e in parsed.elements)
-    chunks = _chunks(parsed, tokenizer)
+    apple = parsed("2023 Q1 AAPL.pdf")
+    assert apple.context["running_headers"][0] == "Apple Inc. | Q1 2023 Form 10-Q"
+    assert apple.context["page_labels"]["4"] == "1"  # the statements start on printed p. 1
+    assert not any("Q1 2023 Form 10-Q |" in e.text for e in apple.elements)
+    chunks = _chunks(apple, tokenizer)
     income = next(c for c in chunks if "117,154" in c.text)
     assert (income.page_start, income.extra["printed_pages"]) == (4, "1")
     cover = next(c for c in chunks if c.page_start == 1)
@@ -111,10 +129,12 @@ def test_running_headers_and_printed_page_numbers_are_context_not_content(
 
 
 @needs_sec
-def test_filings_have_few_tiny_chunks_and_no_split_numbers(tmp_path: Path, tokenizer: Any) -> None:
+def test_filings_have_few_tiny_chunks_and_no_split_numbers(
+    parsed: Callable[[str], ParsedDocument], tokenizer: Any
+) -> None:
     tiny = total = 0
     for name in ["2023 Q1 AAPL.pdf", "2022 Q3 AMZN.pdf", "2023 Q2 INTC.pdf", "2023 Q3 NVDA.pdf"]:
-        chunks = _chunks(_parse(name, tmp_path), tokenizer)
+        chunks = _chunks(parsed(name), tokenizer)
         total += len(chunks)
         tiny += sum(1 for c in chunks if len(c.text.split()) <= 20)
         for chunk in chunks:

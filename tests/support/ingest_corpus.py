@@ -72,8 +72,8 @@ def outcome_of(path: Path, settings: Settings) -> Outcome:
         parsed.elements, get_tokenizer(settings.models.embedding_model), options
     )
     text = extracted_text(parsed.elements)
-    for chunk in chunks:  # offsets are exact slices (table parts repeat their header)
-        if not chunk.extra.get("table_header_repeated"):
+    for chunk in chunks:  # exact slices, but for tables that repeat a header or a caption
+        if not (chunk.extra.get("table_header_repeated") or chunk.extra.get("table_caption")):
             assert text[chunk.char_start : chunk.char_end] == chunk.text, (name, chunk.ordinal)
     return Outcome(
         name,
