@@ -239,7 +239,7 @@ def test_chat_questions_count_against_the_tenants_rate_and_daily_quota(
     assert "daily question quota reached" in second and "7:30" not in second
 
 
-@pytest.mark.parametrize("timestamp", ["", "abc", "1e9", " 1700000000", "١٧٠٠٠٠٠٠٠٠"])
+@pytest.mark.parametrize("timestamp", ["", "abc", "1e9", "-1", "17000000000000000000000"])
 def test_a_malformed_timestamp_is_the_same_401_for_known_and_unknown_teams(
     slack_client: TestClient, timestamp: str
 ) -> None:
