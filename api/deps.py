@@ -167,8 +167,10 @@ def require_metrics_access(
     Prometheus scrape job sends) or the admin key."""
     token = settings.observability.metrics_token
     presented = credentials.credentials if credentials is not None else ""
-    if token is not None and presented and hmac.compare_digest(
-        presented.encode(), token.get_secret_value().encode()
+    if (
+        token is not None
+        and presented
+        and hmac.compare_digest(presented.encode(), token.get_secret_value().encode())
     ):
         return
     require_admin(get_identity(request, settings, db, credentials))

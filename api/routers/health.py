@@ -9,9 +9,7 @@ check's result (paths, counts, the queue's depth, error texts) is for the admin 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
-
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse

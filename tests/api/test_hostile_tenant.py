@@ -55,8 +55,7 @@ def _in_parallel(calls: list[Callable[[], Any]]) -> list[Any]:
 
 def _codes(responses: list[Any]) -> Counter[str]:
     return Counter(
-        str(r.status_code) if r.status_code < 400 else r.json()["error"]["code"]
-        for r in responses
+        str(r.status_code) if r.status_code < 400 else r.json()["error"]["code"] for r in responses
     )
 
 

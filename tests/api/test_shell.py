@@ -12,7 +12,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from core.logging import JsonFormatter
-from tests.support.helpers import ADMIN_KEY, TenantCredentials, assert_error, make_app, make_settings
+from tests.support.helpers import (
+    ADMIN_KEY,
+    TenantCredentials,
+    assert_error,
+    make_app,
+    make_settings,
+)
 
 
 def test_healthz_and_readyz(client: TestClient) -> None:

@@ -269,8 +269,7 @@ def test_a_replayed_request_is_answered_once(
     form = urlencode({"text": "When does the cafeteria open?", "team_id": "TB2"}).encode()
     form_headers = {"Content-Type": "application/x-www-form-urlencoded", **signed(form, SECRET_B)}
     replies = [
-        slack_client.post("/slack/commands", content=form, headers=form_headers)
-        for _ in range(3)
+        slack_client.post("/slack/commands", content=form, headers=form_headers) for _ in range(3)
     ]
     assert [r.status_code for r in replies] == [200, 200, 200]
     assert "Thinking about" in replies[0].json()["text"]
