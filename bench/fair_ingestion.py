@@ -24,14 +24,14 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fastapi.testclient import TestClient  # noqa: E402
-from pydantic import SecretStr  # noqa: E402
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
-from api.app import create_app  # noqa: E402
-from core import db as database  # noqa: E402
-from core import tenants  # noqa: E402
-from core.models import KeyRole  # noqa: E402
-from core.settings import Settings  # noqa: E402
+from api.app import create_app
+from core import db as database
+from core import tenants
+from core.models import KeyRole
+from core.settings import Settings
 
 SENTENCE = "The warehouse audit found the loading docks and the cold store in good order. "
 
