@@ -53,7 +53,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if settings.server.warm_up:
             # Load the embedding model and open the index now, not on the first request.
             threading.Thread(target=services.indexer.warm_up, daemon=True).start()
+        metrics_server = _serve_metrics(settings.observability.metrics_bind)
         yield
+        if metrics_server is not None:
+            metrics_server.shutdown()
         app.state.task_queue.close()
         services.close()
         app.state.db.dispose()
@@ -99,6 +102,19 @@ def build_limiter(settings: Settings) -> Limiter:
     return (
         RedisLimiter(settings.storage.redis_url) if settings.storage.redis_url else MemoryLimiter()
     )
+
+
+def _serve_metrics(bind: str | None) -> Any:
+    """Serve the Prometheus metrics without a token on ``bind`` (HOST:PORT), an address a
+    private network's scraper reaches and the public does not; the server, or None."""
+    if not bind:
+        return None
+    from prometheus_client import start_http_server
+
+    host, _, port = bind.rpartition(":")
+    server, _thread = start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1")
+    log.info("metrics served on %s", bind)
+    return server
 
 
 def _check_database(db: database.Database) -> dict[str, Any]:

@@ -6,7 +6,9 @@ the admin routes. Both go through ``core.tenants.authenticate``.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -15,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from core.db import Database
 from core.errors import Forbidden, RateLimited, ServiceUnavailable, Unauthorized
-from core.limits import TenantLimits, check_query_quota
+from core.limits import TenantLimits, reserve_questions
 from core.logging import tenant_var
 from core.models import KeyRole
 from core.ratelimit import Bucket, Limiter, RecentRefusals, concurrency_slot, enforce_rate
@@ -141,27 +143,67 @@ TenantDep = Annotated[TenantScope, Depends(require_tenant)]
 AdminDep = Annotated[Identity, Depends(require_admin)]
 
 
-def _tenant_work_slot(scope: TenantScope, limits: TenantLimits, limiter: Limiter) -> Iterator[None]:
+def admin_if_authenticated(
+    request: Request,
+    settings: SettingsDep,
+    db: Annotated[Database, Depends(get_database)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> bool:
+    """Public routes that say more to the admin (``/readyz``): False without a key, True
+    with the admin key, 401/403 with any other key (as the admin routes answer)."""
+    if credentials is None or not credentials.credentials:
+        return False
+    require_admin(get_identity(request, settings, db, credentials))
+    return True
+
+
+def require_metrics_access(
+    request: Request,
+    settings: SettingsDep,
+    db: Annotated[Database, Depends(get_database)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """``/metrics`` shows every tenant's activity: it takes ``RAGKB_METRICS_TOKEN`` (what a
+    Prometheus scrape job sends) or the admin key."""
+    token = settings.observability.metrics_token
+    presented = credentials.credentials if credentials is not None else ""
+    if (
+        token is not None
+        and presented
+        and hmac.compare_digest(presented.encode(), token.get_secret_value().encode())
+    ):
+        return
+    require_admin(get_identity(request, settings, db, credentials))
+
+
+def _tenant_work_slot(
+    scope: TenantScope, limits: TenantLimits, limiter: Limiter
+) -> AbstractContextManager[None]:
     """One of the tenant's ``max_concurrent_queries`` slots, shared by its questions and its
     searches: one tenant's flood waits for itself (429), not for the CPU other tenants need."""
     limit = limits.max_concurrent_queries
-    with concurrency_slot(
+    return concurrency_slot(
         limiter, f"queries:{scope.tenant_id}", limit, 300, "questions and searches"
-    ):
-        yield
+    )
 
 
 def query_slot(
-    scope: TenantDep, limits: TenantLimitsDep, limiter: LimiterDep, session: SessionDep
+    scope: TenantDep,
+    limits: TenantLimitsDep,
+    limiter: LimiterDep,
+    db: Annotated[Database, Depends(get_database)],
 ) -> Iterator[None]:
-    """Within the daily question quota, and bound the work one tenant has in flight."""
-    check_query_quota(session, scope, limits)
-    yield from _tenant_work_slot(scope, limits, limiter)
+    """Bound the work one tenant has in flight, and count the question against its daily
+    quota (reserved before answering: parallel questions cannot all take the last one)."""
+    with _tenant_work_slot(scope, limits, limiter):
+        reserve_questions(db, scope, limits)
+        yield
 
 
 def search_slot(scope: TenantDep, limits: TenantLimitsDep, limiter: LimiterDep) -> Iterator[None]:
     """Bound the work one tenant has in flight (searches do not count against the quota)."""
-    yield from _tenant_work_slot(scope, limits, limiter)
+    with _tenant_work_slot(scope, limits, limiter):
+        yield
 
 
 QuerySlotDep = Annotated[None, Depends(query_slot)]

@@ -6,6 +6,21 @@ so that ingest/retrieval/generation never import HTTP code but still decide the 
 
 from __future__ import annotations
 
+import re
+
+# An absolute path (POSIX or Windows) of two or more segments, as libraries put them in
+# their messages: "cannot identify image file '/srv/ragkb-data/files/<tenant>/ab/...'".
+_ABSOLUTE_PATH = re.compile(
+    r"(?<![\w.:/\\])(?:[A-Za-z]:)?[/\\](?:[^\s'\"<>|:,;()\[\]{}/\\]+[/\\])+[^\s'\"<>|:,;()\[\]{}]*"
+)
+
+
+def without_paths(text: str) -> str:
+    """``text`` with every absolute filesystem path replaced by ``<file>``: a message a
+    tenant reads (a document's error, a failed run) never shows where the server keeps
+    things. The last line of defence; messages are written without paths to begin with."""
+    return _ABSOLUTE_PATH.sub("<file>", text)
+
 
 class RagkbError(Exception):
     """Base error: ``code`` is stable for clients, ``message`` is for humans."""

@@ -3,7 +3,9 @@ through the admin API (stored in ``tenants.limits``), and the quota checks that 
 
 Rate limits (requests/s, concurrency) are enforced by ``core.ratelimit`` in the API's
 tenant dependency; quotas (documents, stored bytes, questions per day) are checked here
-against the database, the source of truth.
+against the database, the source of truth, under the tenant's row lock
+(``core.tenancy.lock_tenant``): a check and what it admits are one step, so parallel
+requests cannot all pass it.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.db import Database
 from core.errors import RateLimited
-from core.models import Document, QueryLog, utcnow
+from core.models import Document, QuestionUsage, utcnow
 from core.settings import Settings
-from core.tenancy import TenantScope, scoped, scoped_count
+from core.tenancy import TenantScope, lock_tenant, scoped
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +60,13 @@ LIMIT_NAMES = tuple(f.name for f in fields(TenantLimits))
 def check_upload_quota(
     session: Session, scope: TenantScope, limits: TenantLimits, files: int, size_bytes: int
 ) -> None:
-    """Refuse (429) an upload that would take the tenant past its documents or bytes quota."""
+    """Refuse (429) an upload that would take the tenant past its documents or bytes quota.
+    With a quota, this takes the tenant's row lock first: the caller adds its documents in
+    the same transaction, and the next upload's check waits for that commit and counts
+    them."""
     if limits.max_documents is None and limits.max_stored_bytes is None:
         return
+    lock_tenant(session, scope)
     count, stored = session.execute(
         scoped(
             select(func.count(Document.id), func.coalesce(func.sum(Document.size_bytes), 0)),
@@ -81,17 +88,35 @@ def check_upload_quota(
         )
 
 
-def check_query_quota(session: Session, scope: TenantScope, limits: TenantLimits) -> None:
-    """Refuse (429, retry after the next UTC midnight) past the questions-per-day quota."""
+def reserve_questions(
+    db: Database, scope: TenantScope, limits: TenantLimits, count: int = 1
+) -> None:
+    """Count ``count`` questions against today's (UTC) quota before they are answered, or
+    refuse them all (429, retry after the next UTC midnight) when they do not fit. Its own
+    short transaction under the tenant's row lock: the reservation is committed before the
+    (long) answer starts, and no lock is held while answering."""
     if limits.max_queries_per_day is None:
         return
     now = utcnow()
-    midnight = datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
-    asked = session.scalar(scoped_count(QueryLog, scope, QueryLog.created_at >= midnight))
-    if (asked or 0) >= limits.max_queries_per_day:
-        reset = (midnight + timedelta(days=1) - now).total_seconds()
-        raise RateLimited(
-            f"daily question quota reached ({limits.max_queries_per_day})",
-            retry_after=reset,
-            code="quota_queries",
-        )
+    with db.session() as session:
+        lock_tenant(session, scope)
+        usage = session.scalars(
+            scoped(select(QuestionUsage), QuestionUsage, scope).where(
+                QuestionUsage.day == now.date()
+            )
+        ).one_or_none()
+        asked = usage.questions if usage is not None else 0
+        if asked + count > limits.max_queries_per_day:
+            midnight = datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
+            reset = (midnight + timedelta(days=1) - now).total_seconds()
+            left = max(limits.max_queries_per_day - asked, 0)
+            detail = f"; {left} left today, {count} asked at once" if count > 1 and left else ""
+            raise RateLimited(
+                f"daily question quota reached ({limits.max_queries_per_day}){detail}",
+                retry_after=reset,
+                code="quota_queries",
+            )
+        if usage is None:
+            session.add(QuestionUsage(tenant_id=scope.tenant_id, day=now.date(), questions=count))
+        else:
+            usage.questions = asked + count

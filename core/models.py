@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Enum,
     Float,
@@ -261,6 +262,20 @@ class QueryLog(Base):
     created_at: Mapped[datetime] = mapped_column(
         UTCDateTime, default=utcnow, server_default=func.now()
     )
+
+
+class QuestionUsage(Base):
+    """Questions a tenant asked on one UTC day: the daily question quota's counter. A
+    question (API, chat, each question of an eval run) is counted here, under the tenant's
+    row lock, before it is answered: parallel requests cannot all pass one check."""
+
+    __tablename__ = "question_usage"
+
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    questions: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Bm25TermStat(Base):

@@ -104,7 +104,17 @@ class IngestSettings(_Section):
     """Ingestion: parsing, chunking, the per-document guards, retries and liveness."""
 
     workers: int = Field(
-        default=1, ge=1, description="Documents processed at once by the in-process queue."
+        default=2,
+        ge=1,
+        description="Documents processed at once by the in-process queue. Two by default: "
+        "one tenant's large file never holds the only worker (see tenant_max_in_flight).",
+    )
+    tenant_max_in_flight: int | None = Field(
+        default=None,
+        ge=1,
+        description="Documents of one tenant processed at once by the in-process queue; "
+        "unset: workers - 1 (at least 1), so one worker is always left for other tenants. "
+        "Tenants take turns (round robin) for the workers.",
     )
     chunk_max_tokens: int = Field(
         default=240,
@@ -276,6 +286,16 @@ class ObservabilitySettings(_Section):
         description="Label query-stage metrics with the tenant slug. Only for a bounded "
         "number of tenants: every tenant adds a time series per bucket.",
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token a Prometheus scrape job sends to /metrics (the admin key "
+        "works too). /metrics is never public: its counters show every tenant's activity.",
+    )
+    metrics_bind: str | None = Field(
+        default=None,
+        description="HOST:PORT where the API process also serves its metrics without a "
+        "token, for a scraper on a private network (e.g. 127.0.0.1:9464); unset = none.",
+    )
     worker_metrics_port: int | None = Field(
         default=None,
         description="A Celery worker serves Prometheus metrics (ingest stages, failures) on "
@@ -433,6 +453,7 @@ ENV_NAMES: Mapping[str, tuple[str, str]] = {
     "celery_queue": ("tasks", "celery_queue"),
     "celery_light_queue": ("tasks", "celery_light_queue"),
     "ingest_workers": ("ingest", "workers"),
+    "ingest_tenant_max_in_flight": ("ingest", "tenant_max_in_flight"),
     "chunk_max_tokens": ("ingest", "chunk_max_tokens"),
     "chunk_overlap_tokens": ("ingest", "chunk_overlap_tokens"),
     "chunk_min_tokens": ("ingest", "chunk_min_tokens"),
@@ -472,6 +493,8 @@ ENV_NAMES: Mapping[str, tuple[str, str]] = {
     "log_level": ("observability", "log_level"),
     "log_json": ("observability", "log_json"),
     "metrics_tenant_label": ("observability", "metrics_tenant_label"),
+    "metrics_token": ("observability", "metrics_token"),
+    "metrics_bind": ("observability", "metrics_bind"),
     "worker_metrics_port": ("observability", "worker_metrics_port"),
     "embedding_model": ("models", "embedding_model"),
     "embedding_batch_size": ("models", "embedding_batch_size"),

@@ -82,6 +82,21 @@ def scoped_count(
     return select(func.count()).select_from(model).where(_owned_by(model, scope), *conditions)
 
 
+def lock_tenant(session: Session, scope: TenantScope) -> None:
+    """Hold the tenant's row lock until the session's transaction ends, so that one
+    tenant's quota checks run one at a time (check, then insert, then commit): parallel
+    requests cannot all pass a check that only one of them fits.
+
+    A no-op UPDATE, because it locks on both databases: the row on PostgreSQL (``SELECT
+    ... FOR UPDATE`` would too), the database's write lock on SQLite, which ignores ``FOR
+    UPDATE``. Call it before the transaction's other statements: on SQLite a transaction
+    that has written nothing yet waits for the lock with the busy timeout and then reads
+    what the previous holder committed."""
+    session.execute(
+        update(Tenant).where(Tenant.id == scope.tenant_id).values(disabled=Tenant.disabled)
+    )
+
+
 def get_owned(session: Session, model: type[Any], object_id: str, scope: TenantScope) -> Any:
     """Load one tenant-owned row by id or raise 404 — also when it belongs to another tenant,
     so that a guessed id never confirms that it exists."""

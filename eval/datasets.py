@@ -41,6 +41,9 @@ KNOWN = {
 # A question set that names a whole folder of files to ingest looks for it here.
 _DOCS_FOLDER = "docs"
 MAX_QUESTIONS = 5000
+# The longest question the API asks (``/v1/query``, ``/v1/search``): a longer one in an
+# uploaded set is refused at upload with its line, not halfway through the run.
+MAX_QUESTION_CHARS = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +246,11 @@ def load_question_set(content: bytes, filename: str = "questions.csv") -> list[E
         question = _first(row, _QUESTION_KEYS)
         if not isinstance(question, str) or not question.strip():
             raise BadRequest(f"line {n}: no question", code="invalid_question_set")
+        if len(question.strip()) > MAX_QUESTION_CHARS:
+            raise BadRequest(
+                f"line {n}: the question is longer than {MAX_QUESTION_CHARS:,} characters",
+                code="invalid_question_set",
+            )
         answers = _as_list(_first(row, _ANSWER_KEYS), split=False)
         queries.append(
             EvalQuery(

@@ -14,9 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.errors import RagkbError, without_paths
 from core.models import EvalRun, EvalRunStatus, utcnow
 from core.settings import Settings
 from core.tenancy import TenantScope, get_owned, scoped
@@ -234,9 +236,24 @@ def execute(
             run = session.get(EvalRun, run_id)
             if run is not None:
                 run.status = EvalRunStatus.FAILED
-                run.error = f"{type(exc).__name__}: {exc}"[:2000]
+                run.error = failure_message(exc)
                 run.finished_at = utcnow()
         raise
+
+
+def failure_message(exc: Exception) -> str:
+    """What a failed run tells its tenant: our own errors' messages, a validation error's
+    fields and reasons; never a library's raw text, a stack or a path (those are in the
+    server log)."""
+    if isinstance(exc, RagkbError):
+        return without_paths(exc.message)[:2000]
+    if isinstance(exc, ValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'value'}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)[:3]
+        )
+        return f"a question could not be asked ({problems})"[:2000]
+    return "the run stopped on an internal error; the server log has the details"
 
 
 def run_dataset(

@@ -38,6 +38,11 @@ class DetectedType:
     def parse_as_text(self) -> bool:
         return self.name in _AS_TEXT
 
+    @property
+    def is_plain_text(self) -> bool:
+        """Text whose characters are all kept as extracted text (no markup to strip)."""
+        return self.name in _TEXT_TYPES - {"HTML", "XML"}
+
 
 def libreoffice_available() -> bool:
     return shutil.which("soffice") is not None or shutil.which("libreoffice") is not None

@@ -8,14 +8,17 @@ after it (extracted text), so a pathological file fails alone with a clear reaso
 
 from __future__ import annotations
 
+import codecs
 import logging
+import struct
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from core.settings import Settings
 from ingest import unstructured_env
@@ -158,11 +161,13 @@ def _utf16_text(path: Path) -> str | None:
 
 
 def check_bounds(path: Path, detected: DetectedType, settings: Settings) -> None:
-    """Refuse zip bombs, absurd page counts and encrypted files before parsing them."""
+    """Refuse zip bombs, absurd page counts, over-long text and encrypted files before
+    parsing them. Sizes are measured by reading (in bounded steps), never taken from what
+    the file declares: an archive may lie about its entries' sizes."""
     if detected.name in _ZIP_CONTAINERS:
         try:
             with zipfile.ZipFile(path) as archive:
-                expanded = sum(info.file_size for info in archive.infolist())
+                entries = archive.infolist()
         except zipfile.BadZipFile as exc:
             if _starts_with(path, _OLE_MAGIC):
                 # Office saves password-protected DOCX/XLSX/PPTX as an encrypted OLE file.
@@ -170,18 +175,95 @@ def check_bounds(path: Path, detected: DetectedType, settings: Settings) -> None
                     "the file is password-protected (encrypted Office document); "
                     "upload a copy without a password"
                 ) from exc
-            raise DocumentRejected(f"the file is corrupt (not a valid container: {exc})") from exc
-        if expanded > settings.ingest.max_uncompressed_bytes:
-            raise DocumentRejected(
-                f"the file expands to {expanded:,} bytes, over the limit of "
-                f"{settings.ingest.max_uncompressed_bytes:,} (possible zip bomb)"
-            )
+            raise DocumentRejected("the file is corrupt (not a valid container)") from exc
+        _check_expanded_size(path, entries, settings.ingest.max_uncompressed_bytes)
+    if detected.is_plain_text:
+        _check_text_length(path, settings.ingest.max_text_chars)
     pages = _page_count(path, detected)
     if pages is not None and pages > settings.ingest.max_pages:
         raise DocumentRejected(
             f"too many pages: the document has {pages:,} pages; the limit is "
             f"{settings.ingest.max_pages:,} (RAGKB_INGEST_MAX_PAGES)"
         )
+
+
+_READ_STEP = 64 * 1024
+_LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, (fields we skip), name and extra lengths
+
+
+def _check_expanded_size(path: Path, entries: list[zipfile.ZipInfo], limit: int) -> None:
+    """Decompress every entry as a parser would (the compressed bytes its header points
+    to), counting the bytes that come out in bounded steps: memory stays at a step's size
+    whatever the entries declare. Refuses an entry that expands past its declared size
+    (parsers decompress by the declared sizes, some all at once) and a total past
+    ``limit``."""
+    bomb = DocumentRejected(
+        f"the file expands to more than {limit:,} bytes, over the limit (possible zip bomb)"
+    )
+    if sum(info.file_size for info in entries) > limit:
+        raise bomb
+    total = 0
+    with path.open("rb") as raw:
+        for info in entries:
+            expanded = _expanded_size(raw, info, stop_after=min(info.file_size, limit - total))
+            if expanded > info.file_size:
+                raise DocumentRejected(
+                    "the file is corrupt: an entry expands past the size it declares "
+                    "(possible zip bomb)"
+                )
+            total += expanded
+            if total > limit:
+                raise bomb
+
+
+def _expanded_size(raw: BinaryIO, info: zipfile.ZipInfo, stop_after: int) -> int:
+    """Bytes entry ``info`` really expands to, or a number past ``stop_after`` as soon as
+    it gets there."""
+    raw.seek(info.header_offset)
+    header = raw.read(_LOCAL_HEADER.size)
+    if len(header) < _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+        raise DocumentRejected("the file is corrupt (a damaged archive entry)")
+    _, name_length, extra_length = _LOCAL_HEADER.unpack(header)
+    raw.seek(name_length + extra_length, 1)
+    if info.compress_type == zipfile.ZIP_STORED:
+        return len(raw.read(min(info.compress_size, stop_after + 1)))
+    if info.compress_type != zipfile.ZIP_DEFLATED:
+        # Office and EPUB files are deflated; other methods are not read here.
+        raise DocumentRejected("the file uses an unsupported compression method")
+    decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
+    left, produced = info.compress_size, 0
+    while not decompressor.eof and produced <= stop_after:
+        data = decompressor.unconsumed_tail
+        if not data:
+            data = raw.read(min(_READ_STEP, left))
+            left -= len(data)
+            if not data:
+                break
+        try:
+            produced += len(decompressor.decompress(data, _READ_STEP))
+        except zlib.error as exc:
+            raise DocumentRejected("the file is corrupt (a damaged archive entry)") from exc
+    return produced
+
+
+def _check_text_length(path: Path, limit: int) -> None:
+    """Refuse a text file with more than ``limit`` characters, counted while reading (no
+    parser holds it first). A byte is at most a character (UTF-8), half of one in UTF-16."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        utf16 = handle.read(2) in (b"\xff\xfe", b"\xfe\xff")
+        if size <= limit * (2 if utf16 else 1):
+            return
+        handle.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-16" if utf16 else "utf-8")("replace")
+        chars = 0
+        while chunk := handle.read(1024 * 1024):
+            chars += len(decoder.decode(chunk))
+            if chars > limit:
+                raise DocumentRejected(
+                    f"the text is too long (more than {limit:,} characters; "
+                    "RAGKB_INGEST_MAX_TEXT_CHARS)"
+                )
 
 
 def _starts_with(path: Path, magic: bytes) -> bool:
@@ -217,7 +299,7 @@ def _pdf_page_count(path: Path) -> int:
             raise DocumentRejected(
                 "the PDF is password-protected; upload a copy without a password"
             ) from exc
-        raise DocumentRejected(f"the PDF is corrupt and cannot be read: {exc}") from exc
+        raise DocumentRejected("the PDF is corrupt and cannot be read") from exc
     try:
         return len(document)
     finally:
@@ -288,11 +370,16 @@ def _fallback(detected: DetectedType, kwargs: dict[str, Any]) -> str | None:
 
 
 def _describe_parse_error(exc: Exception, detected: DetectedType) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    lowered = text.lower()
+    # The library's own text stays in the server log: it names the stored file's path and
+    # the parser's internals, which are not the tenant's to read.
+    log.info("parsing a %s file failed: %s: %s", detected.name, type(exc).__name__, exc)
+    lowered = str(exc).lower()
     if "encrypt" in lowered or "password" in lowered:
-        return f"the {detected.name} file is encrypted or password-protected ({text[:200]})"
-    return f"the {detected.name} file could not be parsed: {type(exc).__name__}: {text[:300]}"
+        return f"the {detected.name} file is encrypted or password-protected"
+    return (
+        f"the {detected.name} file could not be parsed: it is damaged, or not a valid "
+        f"{detected.name} file"
+    )
 
 
 def to_parsed_elements(raw: Sequence[Any]) -> list[ParsedElement]:

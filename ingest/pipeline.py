@@ -29,6 +29,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from core.db import Database
+from core.errors import without_paths
 from core.metrics import INGEST_FAILURES, INGEST_STAGE_LATENCY
 from core.models import Chunk, Document, DocumentStatus, Tenant, utcnow
 from core.settings import Settings
@@ -73,9 +74,11 @@ def process_document(
             return DocumentStatus.FAILED
         except (TransientError, OperationalError) as exc:
             if final_attempt:
-                _fail(services, scope, document_id, f"gave up after retries: {exc}")
+                log.warning("document %s: giving up after retries: %s", document_id, exc)
+                _fail(services, scope, document_id, _GAVE_UP)
                 return DocumentStatus.FAILED
-            _requeue(db, document_id, f"retrying after a temporary error: {exc}")
+            log.info("document %s: retrying after a temporary error: %s", document_id, exc)
+            _requeue(db, document_id, _RETRYING)
             raise TransientError(str(exc)) from exc
         except Exception as exc:  # a bug or an unexpected library error: fail this one only
             log.exception("ingestion of %s failed", document_id)
@@ -84,6 +87,12 @@ def process_document(
         finally:
             _deadline.reset(token)
     return DocumentStatus.READY
+
+
+# What a tenant reads in a document's error: never the exception's own text, which may name
+# the database, the index or the stored file's path.
+_RETRYING = "retrying after a temporary error (database or index)"
+_GAVE_UP = "gave up after retries: a temporary error (database or index) persisted"
 
 
 def _check_deadline() -> None:
@@ -100,7 +109,8 @@ def _unexpected(exc: Exception, settings: Settings) -> str:
         return f"processing took longer than the limit of {settings.ingest.time_limit_s} s"
     if isinstance(exc, MemoryError):
         return "processing needed more memory than is available"
-    return f"internal error: {type(exc).__name__}: {exc}"
+    # The exception (with its stack) is in the server log; the tenant reads a plain message.
+    return "an internal error stopped the processing of this document; try again later"
 
 
 def _scope(db: Database, tenant_id: str) -> TenantScope | None:
@@ -353,7 +363,7 @@ def _fail(services: Services, scope: TenantScope, document_id: str, message: str
         INGEST_FAILURES.labels(stage=document.status.value).inc()
         _discard_partial(services.indexer, session, scope, document)
         document.status = DocumentStatus.FAILED
-        document.error = message
+        document.error = without_paths(message)
         document.heartbeat_at = None
 
 

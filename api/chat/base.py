@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from core.chat_integrations import ResolvedWorkspace
 from core.errors import RagkbError
-from core.limits import TenantLimits, check_query_quota
+from core.limits import TenantLimits, reserve_questions
 from core.models import Tenant
 from core.ratelimit import Bucket, Limiter, concurrency_slot, enforce_rate
 from core.settings import Settings
@@ -98,9 +98,9 @@ def answer_in_chat(
                 Bucket(limits.rate_limit_tenant_rps, limits.rate_limit_tenant_burst),
                 "tenant",
             )
-            check_query_quota(session, scope, limits)
             slot = f"queries:{scope.tenant_id}"
             with concurrency_slot(limiter, slot, limits.max_concurrent_queries, 300, "questions"):
+                reserve_questions(services.db, scope, limits)
                 answered = answer(services, session, scope, Question(question.text))
         result = answered.result
         citations = [

@@ -19,13 +19,14 @@ _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
 
 
 def signature_valid(body: bytes, headers: Mapping[str, str], signing_secret: str) -> bool:
-    """Slack's v0 HMAC signature over the raw body; refuses requests older than 5 minutes."""
+    """Slack's v0 HMAC signature over the raw body; refuses requests older than 5 minutes.
+    A timestamp that is not a plain number is a bad signature like any other (slack_sdk's
+    ``int()`` would raise, a 500 that told a configured workspace from an unknown one)."""
+    timestamp = headers.get("x-slack-request-timestamp") or ""
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
+        return False
     verifier = SignatureVerifier(signing_secret)
-    return verifier.is_valid(
-        body,
-        headers.get("x-slack-request-timestamp"),
-        headers.get("x-slack-signature"),
-    )
+    return verifier.is_valid(body, timestamp, headers.get("x-slack-signature"))
 
 
 def question_text(raw: str) -> str:

@@ -8,12 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import HTMLResponse
 
-from api.deps import SessionDep, TaskQueueDep, TenantDep
+from api.deps import SessionDep, TaskQueueDep, TenantDep, TenantLimitsDep, get_database
 from api.schemas import EvalRunList, EvalRunOut
+from core.db import Database
 from core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from core.limits import reserve_questions
 from core.models import EvalRunStatus
 from eval import runs as service
 from eval.datasets import load_question_set, questions_to_records
@@ -35,6 +37,8 @@ async def create_run(
     scope: TenantDep,
     session: SessionDep,
     queue: TaskQueueDep,
+    limits: TenantLimitsDep,
+    db: Annotated[Database, Depends(get_database)],
     file: Annotated[
         UploadFile,
         File(description="CSV (header row) or JSONL: question, expected_documents, answer."),
@@ -61,10 +65,13 @@ async def create_run(
     except ValueError as exc:
         raise BadRequest(str(exc), code="invalid_mode") from exc
     name = (dataset or Path(file.filename or "questions").stem or "questions").strip()[:200]
+    # Every question of the run is a question asked: it counts against the daily quota, all
+    # of them at once before the run is queued (a run that does not fit is refused whole).
+    reserve_questions(db, scope, limits, count=len(queries))
     run = service.create_run(session, scope, name, options, questions=questions_to_records(queries))
     out = EvalRunOut.of(run)
     session.commit()  # queued only once its row is committed
-    queue.submit(TaskName.EVAL_RUN, run.id)
+    queue.submit(TaskName.EVAL_RUN, run.id, tenant=scope.tenant_id)
     return out
 
 

@@ -1,18 +1,20 @@
 """Liveness and readiness.
 
 ``/readyz`` runs every check registered in ``app.state.readiness_checks`` (the database
-here; the index, queue and generator register theirs) and answers 503 in the error shape,
-with each check's result, when one fails.
+here; the index, queue and generator register theirs) and answers 503 in the error shape
+when one fails. Anyone may ask whether the service is ready, and learns only that: each
+check's result (paths, counts, the queue's depth, error texts) is for the admin key.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from api.deps import admin_if_authenticated
 from api.errors import error_body
 
 router = APIRouter(tags=["health"])
@@ -25,8 +27,14 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Dependencies are reachable", response_model=None)
-def readyz(request: Request) -> dict[str, Any] | JSONResponse:
+@router.get(
+    "/readyz",
+    summary="Dependencies are reachable (each check's details with the admin key)",
+    response_model=None,
+)
+def readyz(
+    request: Request, admin: Annotated[bool, Depends(admin_if_authenticated)]
+) -> dict[str, Any] | JSONResponse:
     checks: dict[str, ReadinessCheck] = request.app.state.readiness_checks
     results: dict[str, dict[str, Any]] = {}
     for name, check in checks.items():
@@ -35,6 +43,10 @@ def readyz(request: Request) -> dict[str, Any] | JSONResponse:
         except Exception as exc:  # a failing dependency is the answer, not an error
             results[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     failed = [name for name, result in results.items() if not result["ok"]]
+    if not admin:
+        if failed:
+            return JSONResponse(error_body(503, "not ready"), status_code=503)
+        return {"status": "ready"}
     if failed:
         message = "not ready: " + ", ".join(failed)
         return JSONResponse(error_body(503, message, checks=results), status_code=503)

@@ -3,7 +3,9 @@
 Every request is verified with the signing secret of the workspace it names (Slack's
 ``url_verification`` names none: any configured workspace's secret may sign it). Answers
 are posted asynchronously, after the acknowledgement Slack needs within 3 seconds; Slack's
-redeliveries (``X-Slack-Retry-Num``) and repeated event ids never produce a second answer.
+redeliveries (``X-Slack-Retry-Num``) and repeated event ids never produce a second answer,
+and neither does a captured request replayed as is within the 5 minutes its signature is
+accepted (events without an id, slash commands): each signature is answered once.
 """
 
 from __future__ import annotations
@@ -55,7 +57,10 @@ async def events(
             raise Unauthorized("invalid Slack signature", code="invalid_signature")
         return {"challenge": str(payload.get("challenge", ""))}
 
-    workspace = await _verified_workspace(db, box, body, headers, str(payload.get("team_id", "")))
+    team_id = str(payload.get("team_id", ""))
+    workspace = await _verified_workspace(db, box, seen, body, headers, team_id)
+    if workspace is None:
+        return {"ok": True}  # this very request was answered already (a replay)
     if "x-slack-retry-num" in headers:
         return {"ok": True}  # a redelivery: the first delivery is being answered already
     event = payload.get("event") or {}
@@ -83,12 +88,14 @@ async def events(
 async def commands(
     request: Request, background: BackgroundTasks, services: ServicesDep
 ) -> dict[str, Any]:
-    settings, db, box, _ = _state(request)
+    settings, db, box, seen = _state(request)
     limiter = _limiter(request)
     body = await request.body()
     form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
     headers = {k.lower(): v for k, v in request.headers.items()}
-    workspace = await _verified_workspace(db, box, body, headers, form.get("team_id", ""))
+    workspace = await _verified_workspace(db, box, seen, body, headers, form.get("team_id", ""))
+    if workspace is None:  # a replay of a command already answered
+        return {"response_type": "ephemeral", "text": "This request was answered already."}
     text = form.get("text", "").strip()
     if not text:
         return {"response_type": "ephemeral", "text": "Ask me something: `/ask <question>`"}
@@ -115,8 +122,16 @@ def _all_secrets(db: Database, box: SecretBox) -> list[str]:
 
 
 async def _verified_workspace(
-    db: Database, box: SecretBox, body: bytes, headers: dict[str, str], team_id: str
-) -> ResolvedWorkspace:
+    db: Database,
+    box: SecretBox,
+    seen: SeenEvents,
+    body: bytes,
+    headers: dict[str, str],
+    team_id: str,
+) -> ResolvedWorkspace | None:
+    """The workspace whose secret signed the request (401 otherwise), or None when this
+    exact request (its signature) was handled before: a replay, answered at most once."""
+
     def lookup() -> ResolvedWorkspace | None:
         with db.session() as session:
             return resolve_workspace(session, box, PLATFORM, team_id)
@@ -125,4 +140,10 @@ async def _verified_workspace(
     # Unknown workspace and bad signature look the same: nothing to learn from probing.
     if workspace is None or not signature_valid(body, headers, workspace.signing_secret):
         raise Unauthorized("invalid Slack signature", code="invalid_signature")
+    # The signature covers the timestamp and the body: the same one again is a replay (a
+    # redelivery by Slack is signed anew and is told apart by its retry header or event id).
+    # Remembered longer than the 5 minutes a signature is accepted.
+    key = f"slack-signature:{workspace.external_id}:{headers.get('x-slack-signature', '')}"
+    if not await run_in_threadpool(seen.first_time, key):
+        return None
     return workspace

@@ -7,11 +7,13 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.metrics import tenant_label
-from tests.support.helpers import TenantCredentials
+from tests.support.helpers import ADMIN_KEY, TenantCredentials
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def _sample(client: TestClient, name: str, **labels: str) -> float:
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=ADMIN).text
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
@@ -34,7 +36,7 @@ def test_request_metrics_move_with_traffic(client: TestClient, tenant_a: TenantC
 def test_raw_paths_never_become_labels(client: TestClient, admin_headers: dict[str, str]) -> None:
     client.get("/v1/admin/tenants/some-unique-slug-123", headers=admin_headers)
     client.get("/no/such/path/abc")
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=ADMIN).text
     assert "some-unique-slug-123" not in text
     assert "/no/such/path/abc" not in text
     assert 'route="/v1/admin/tenants/{tenant}"' in text

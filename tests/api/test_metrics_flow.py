@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core.metrics import NO_TENANT
 from core.settings import Settings
-from tests.support.helpers import TenantCredentials, make_app
+from tests.support.helpers import ADMIN_KEY, TenantCredentials, make_app
 from tests.support.openai_server import Behaviour, OpenAITestServer, free_port
 
 NOTES = (
@@ -29,7 +29,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def scrape(client: TestClient) -> Samples:
-    response = client.get("/metrics")
+    response = client.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     assert response.status_code == 200
     samples: Samples = {}
     for family in text_string_to_metric_families(response.text):

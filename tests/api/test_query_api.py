@@ -17,7 +17,13 @@ from sqlalchemy import select
 from core import db as database
 from core.models import Chunk, Document, DocumentStatus, QueryLog
 from core.settings import Settings
-from tests.support.helpers import TenantCredentials, assert_error, make_app, make_services
+from tests.support.helpers import (
+    ADMIN_KEY,
+    TenantCredentials,
+    assert_error,
+    make_app,
+    make_services,
+)
 from tests.support.openai_server import Behaviour, OpenAITestServer, free_port, running_server
 
 INJECTION = (
@@ -344,13 +350,15 @@ def test_llm_down_gives_503_with_sources_and_readyz_says_why(
     assert body["sources"] and body["sources"][0]["filename"] == "acme-q3-report.pdf"
     assert body["query_id"]
 
-    ready = client.get("/readyz")
+    ready = client.get("/readyz", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     assert ready.status_code == 503
     generator = ready.json()["checks"]["generator"]
     assert generator["ok"] is False and "ConnectError" in generator["error"]
 
     client.post("/v1/query", json={"question": "revenue"}, headers=tenant_a.headers)
-    ready = client.get("/readyz").json()["checks"]["generator"]
+    ready = client.get("/readyz", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()[
+        "checks"
+    ]["generator"]
     assert "circuit breaker open" in ready["error"]
 
     rows = query_logs(settings)

@@ -12,12 +12,18 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from core.logging import JsonFormatter
-from tests.support.helpers import TenantCredentials, assert_error, make_app, make_settings
+from tests.support.helpers import (
+    ADMIN_KEY,
+    TenantCredentials,
+    assert_error,
+    make_app,
+    make_settings,
+)
 
 
 def test_healthz_and_readyz(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    ready = client.get("/readyz")
+    ready = client.get("/readyz", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     assert ready.status_code == 200
     assert ready.json()["checks"]["database"]["ok"] is True
 
@@ -28,7 +34,7 @@ def test_readyz_reports_an_unreachable_database(tmp_path: Path) -> None:
         database_url="postgresql+psycopg://postgres@127.0.0.1:1/nowhere?connect_timeout=2",
     )
     with TestClient(make_app(settings), raise_server_exceptions=False) as client:
-        r = client.get("/readyz")
+        r = client.get("/readyz", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     error = assert_error(r, 503, "service_unavailable")
     assert "database" in error["message"]
     assert r.json()["checks"]["database"]["ok"] is False

@@ -237,3 +237,44 @@ def test_chat_questions_count_against_the_tenants_rate_and_daily_quota(
     first, second = (m["text"] for m in recorder.messages()[3:])
     assert "7:30" in first
     assert "daily question quota reached" in second and "7:30" not in second
+
+
+@pytest.mark.parametrize("timestamp", ["", "abc", "1e9", "-1", "17000000000000000000000"])
+def test_a_malformed_timestamp_is_the_same_401_for_known_and_unknown_teams(
+    slack_client: TestClient, timestamp: str
+) -> None:
+    """A non-numeric or empty timestamp used to be a 500 for a configured workspace and a
+    401 for an unknown one: probing told which workspaces are set up (#20)."""
+    answers = []
+    for team in ("TA1", "TZZZ"):
+        body = event_body(team, "budget?", f"EvTs-{team}")
+        headers = {**signed(body, SECRET_A), "X-Slack-Request-Timestamp": timestamp}
+        for path in ("/slack/events", "/slack/commands"):
+            r = slack_client.post(path, content=body, headers=headers)
+            answers.append(assert_error(r, 401, "invalid_signature")["message"])
+    assert len(set(answers)) == 1
+
+
+def test_a_replayed_request_is_answered_once(
+    slack_client: TestClient, recorder: SlackRecorder
+) -> None:
+    """An event without an event id, and a slash command, replayed as captured within the
+    5-minute window: one answer each (#20)."""
+    payload = json.loads(event_body("TA1", "What is the Apollo budget?", "x"))
+    del payload["event_id"]
+    body = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json", **signed(body, SECRET_A)}
+    for _ in range(3):
+        assert slack_client.post("/slack/events", content=body, headers=headers).status_code == 200
+    form = urlencode({"text": "When does the cafeteria open?", "team_id": "TB2"}).encode()
+    form_headers = {"Content-Type": "application/x-www-form-urlencoded", **signed(form, SECRET_B)}
+    replies = [
+        slack_client.post("/slack/commands", content=form, headers=form_headers) for _ in range(3)
+    ]
+    assert [r.status_code for r in replies] == [200, 200, 200]
+    assert "Thinking about" in replies[0].json()["text"]
+    assert all("answered already" in r.json()["text"] for r in replies[1:])
+    _wait_messages(recorder, 2)
+    time.sleep(1.0)
+    texts = [m["text"] for m in recorder.messages()]
+    assert len(texts) == 2, texts

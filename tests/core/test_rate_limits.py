@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from core.errors import RateLimited, ServiceUnavailable
 from core.ratelimit import Bucket, Limiter, MemoryLimiter, RedisLimiter, concurrency_slot
 from core.settings import Settings
-from tests.support.helpers import TenantCredentials, assert_error, make_app
+from tests.support.helpers import ADMIN_KEY, TenantCredentials, assert_error, make_app
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -107,7 +107,7 @@ def test_api_answers_503_when_redis_is_down(
     down = settings.with_changes(storage={"redis_url": "redis://127.0.0.1:1/0"})
     with TestClient(make_app(down), raise_server_exceptions=False) as client:
         assert_error(client.get("/v1/me", headers=tenant_a.headers), 503, "limiter_unavailable")
-        ready = client.get("/readyz")
+        ready = client.get("/readyz", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     assert_error(ready, 503, "service_unavailable")
     assert ready.json()["checks"]["rate_limiter"]["ok"] is False
 

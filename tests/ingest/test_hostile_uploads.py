@@ -4,8 +4,9 @@ queue keeps working afterwards (a normal document still becomes ready), and noth
 written outside the tenant's folder of the data directory.
 
 The files are generated here (small on disk): a truncated PDF, a PDF of 10,000 blank
-pages, deeply nested HTML, a zip bomb named .docx, an empty file, binary junk named .txt,
-and names with path traversal and control characters.
+pages, deeply nested HTML, a zip bomb named .docx, a DOCX whose archive lies about its
+sizes, a fake PNG, an empty file, binary junk named .txt, and names with path traversal
+and control characters. No answer and no document error shows a filesystem path.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import pikepdf
 import pytest
 from fastapi.testclient import TestClient
 
+from core.errors import without_paths
 from core.settings import Settings
+from tests.ingest.test_bounds_before_parsing import lying_docx
 from tests.support.helpers import SHARED_DATA, TenantCredentials, assert_error, make_services
 
 SENTENCE = "The quarterly safety review covered the northern warehouse and its loading docks. "
@@ -109,13 +112,17 @@ def test_hostile_files_end_ready_or_failed_with_a_reason_and_the_queue_survives(
         "blank-10000.pdf": (_blank_pages_pdf(10_000), "failed: too many pages"),
         "nested.html": (_nested_html(100_000), "any"),
         "bomb.docx": (_zip_bomb(settings.ingest.max_uncompressed_bytes), "failed: zip bomb"),
+        "lying.docx": (lying_docx(16 << 20), "failed: zip bomb"),
+        "fake.png": (b"\x89PNG\r\n\x1a\n" + os.urandom(4096), "any"),
         "empty.txt": (b"", "422:empty_file"),
         "junk.txt": (os.urandom(64 * 1024), "415:unsupported_media_type"),
     }
     outcomes: dict[str, str] = {}
+    shown: list[str] = []  # every answer body and document error, checked for paths below
     for name, (data, expected) in cases.items():
         started = time.monotonic()
         response = _upload(client, tenant_a, name, data)
+        shown.append(response.text)
         if expected[0].isdigit():
             status, code = expected.split(":")
             error = assert_error(response, int(status), code)
@@ -126,6 +133,7 @@ def test_hostile_files_end_ready_or_failed_with_a_reason_and_the_queue_survives(
         doc = _settle(client, tenant_a, response.json()["documents"][0]["id"])
         took = time.monotonic() - started
         outcomes[name] = f"{doc['status']} in {took:.1f} s: {doc['error']}"
+        shown.append(doc["error"] or "")
         if doc["status"] == "failed":
             assert doc["error"], f"{name}: failed without a reason"
             assert doc["chunk_count"] == 0
@@ -134,6 +142,12 @@ def test_hostile_files_end_ready_or_failed_with_a_reason_and_the_queue_survives(
             words = expected.partition(": ")[2]
             assert words in doc["error"], (name, doc["error"])
     print(outcomes)  # shown with -s: what each hostile file did
+    listing = client.get("/v1/documents?limit=100", headers=tenant_a.headers)
+    shown.extend([listing.text, client.get("/readyz").text])
+    for text in shown:
+        assert str(settings.storage.data_dir) not in text, text
+        assert without_paths(text) == text, text  # no absolute path of any kind
+        assert "Traceback" not in text, text
 
     # The queue is still alive: a normal document uploaded afterwards becomes ready.
     normal = _upload(client, tenant_a, "after.md", f"# After\n\n{SENTENCE * 5}".encode())

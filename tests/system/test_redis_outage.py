@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from core.dedupe import SeenEvents
 from core.errors import ServiceUnavailable
 from core.settings import Settings
-from tests.support.helpers import TenantCredentials, assert_error, make_settings
+from tests.support.helpers import ADMIN_KEY, TenantCredentials, assert_error, make_settings
 from tests.support.redis_process import RedisProcess
 
 pytestmark = pytest.mark.skipif(not RedisProcess.available(), reason="redis-server missing")
@@ -78,7 +78,7 @@ def test_redis_outage_is_a_clear_503_and_recovers_without_a_restart(
         error = assert_error(r, 503, "limiter_unavailable")
         assert "Redis" in error["message"]
     assert time.monotonic() - started < 10, "an outage must be answered fast, not hang"
-    ready = client.get("/readyz")
+    ready = client.get("/readyz", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     assert_error(ready, 503)
     assert ready.json()["checks"]["rate_limiter"]["ok"] is False
     assert client.get("/healthz").status_code == 200  # alive, only not ready
