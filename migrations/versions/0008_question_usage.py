@@ -1,7 +1,7 @@
 """question_usage: the daily question quota's counter, per tenant and UTC day
 
 Revision ID: 0008_question_usage
-Revises: 0006_document_attempts
+Revises: 0007_document_context
 Create Date: 2026-12-01 22:00:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_question_usage"
-down_revision: str | None = "0006_document_attempts"
+down_revision: str | None = "0007_document_context"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
