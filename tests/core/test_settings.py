@@ -73,7 +73,14 @@ refusal_min_dense_score extractive_max_sentences
 """
 FLAT_NAMES_BEFORE_SECTIONS = _FLAT_NAMES.split()
 # Settings added since, each with its own name.
-NAMES_ADDED_SINCE = ["ingest_tenant_max_in_flight", "metrics_token", "metrics_bind"]
+NAMES_ADDED_SINCE = [
+    "ingest_tenant_max_in_flight",
+    "metrics_token",
+    "metrics_bind",
+    "ingest_pdf_parser",
+    "ingest_pdf_page_timeout_s",
+    "chunk_table_max_tokens",
+]
 
 
 def _section_fields() -> set[tuple[str, str]]:
