@@ -105,7 +105,7 @@ def _parse_pdf_layout(
             page_timeout_s=settings.ingest.pdf_page_timeout_s,
             document=f"{document_id} ({filename})" if document_id else filename,
         )
-    except Exception as exc:  # PDFium refuses it: unstructured's reader may still cope
+    except Exception as exc:  # PDFium refuses it, or cannot place its text: unstructured may cope
         log.info("layout parsing of %s failed (%s); using unstructured", filename, exc)
         return None
     if not any(e.text.strip() for e in parsed.elements):

@@ -42,7 +42,13 @@ _LEADING_NUMBER = re.compile(r"^(\d{1,4})(?:[\s|]|$)")
 _BULLET = re.compile(r"^[•●▪‣◦\-–*]\s+")
 _HEADING_NAME = re.compile(r"^(?:part\s+[ivx]+\b|item\s+\d+[a-z]?\b|note\s+\d+\b)", re.IGNORECASE)
 _PAGE_REFERENCE = re.compile(r"^(?:page\s+)?\d{1,3}$", re.IGNORECASE)
+# Above this share of characters without a position, the document goes to unstructured.
+_MAX_UNPLACED = 0.005
 _SENTENCE_END = re.compile(r"[.!?;,]$")
+
+
+class LayoutUnreliable(Exception):
+    """The PDF's text cannot be laid out from PDFium's positions; another reader must."""
 
 
 @dataclass(slots=True)
@@ -71,6 +77,13 @@ def parse_pdf(path: Path, *, page_timeout_s: float, document: str = "") -> PdfPa
         pages = [read_page(pdf, i) for i in range(len(pdf))]
     finally:
         pdf.close()
+    characters = sum(p.characters for p in pages)
+    unplaced = sum(p.unplaced for p in pages)
+    if unplaced > max(20, characters * _MAX_UNPLACED):
+        raise LayoutUnreliable(
+            f"PDFium could not place {unplaced} of {characters} characters (fonts without "
+            "metrics): the reading order cannot be trusted"
+        )
     running = _running_lines(pages)
     labels = {p.number: label for p in pages if (label := _printed_number(p, running))}
     builder = _ElementBuilder(_body_size(pages))
