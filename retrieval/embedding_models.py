@@ -42,11 +42,15 @@ class ModelCard:
     # Tokenizer for chunk sizes; None: the model's own.
     tokenizer: str | None = None
 
+    @property
+    def covers_all(self) -> bool:
+        return ANY_LANGUAGE in self.languages
+
     def covers(self, language: str) -> bool:
-        return ANY_LANGUAGE in self.languages or language in self.languages
+        return self.covers_all or language in self.languages
 
     def describe(self) -> str:
-        return "all" if ANY_LANGUAGE in self.languages else ", ".join(sorted(self.languages))
+        return "all" if self.covers_all else ", ".join(sorted(self.languages))
 
 
 def _card(family: str, languages: str, prefixes: tuple[str, str] = ("", "")) -> ModelCard:
