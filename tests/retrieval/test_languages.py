@@ -268,3 +268,24 @@ def test_traditional_cmrc2018_paragraphs_are_found_by_simplified_questions(
         _search(services, scope, q, top_k=5).hits[0].document_id == doc_of[i] for i, q in questions
     )
     assert first / len(questions) >= 0.9, first
+
+
+def test_a_simplified_question_is_answered_in_chinese_from_a_traditional_document(
+    db: Database, services: Services, scope: TenantScope
+) -> None:
+    """The issue's example end to end: search, the embedded (extractive) generator,
+    citations. (tests/retrieval may use services: the answering service sits above.)"""
+    from services.answering import Question, answer
+
+    with db.session() as session:
+        doc, _ = index_document(services.indexer, session, scope, [TAIPEI_TRADITIONAL])
+        index_document(services.indexer, session, scope, OTHER_CHINESE)
+        session.commit()
+    with db.session() as session:
+        answered = answer(services, session, scope, Question("台湾的首都是哪个城市？"))
+    result = answered.result
+    assert not result.refused
+    assert result.answer.startswith("臺北市是臺灣的首都")
+    assert "[1]" in result.answer
+    assert result.citations[0].document_id == doc.id
+    assert result.citations[0].n == 1
