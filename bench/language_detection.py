@@ -45,9 +45,9 @@ OTHERS = [
 
 def load_sets(per_set: int) -> dict[str, list[tuple[str, str]]]:
     cmrc = json.loads((SHARED / "cmrc2018" / "cmrc2018_dev.json").read_text())
-    zh = [
-        qa["question"] for a in cmrc["data"] for p in a["paragraphs"] for qa in p["qas"]
-    ][:per_set]
+    zh = [qa["question"] for a in cmrc["data"] for p in a["paragraphs"] for qa in p["qas"]][
+        :per_set
+    ]
     sets: dict[str, list[tuple[str, str]]] = {"cmrc-zh-hans": [("zh", q) for q in zh]}
     try:
         import opencc

