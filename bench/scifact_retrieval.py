@@ -67,7 +67,7 @@ class CachedEmbedder(DenseEmbedder):
     """The same model, with vectors remembered on disk by text (benchmarks re-run often)."""
 
     def __init__(self, base: DenseEmbedder, cache_file: Path) -> None:
-        super().__init__(base.model_ref, base.batch_size)
+        super().__init__(base.model_ref, base.batch_size, base.card)
         self._model = base.model
         self.cache_file = cache_file
         self.cache: dict[str, np.ndarray] = {}

@@ -103,6 +103,10 @@ class Tenant(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Per-tenant overrides of the default limits and quotas (see core.limits.TenantLimits).
     limits: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict, server_default="{}")
+    # The embedding model (its collection-safe name) that embedded the tenant's vectors; set
+    # by the first indexing. Indexing or searching with another one is refused until a
+    # reindex (`ragkb reindex`) re-embeds every chunk: vectors of two models never mix.
+    embedding_model: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(
         UTCDateTime, default=utcnow, server_default=func.now()
     )
@@ -209,6 +213,8 @@ class Chunk(Base):
     char_start: Mapped[int | None] = mapped_column(Integer)
     char_end: Mapped[int | None] = mapped_column(Integer)
     token_count: Mapped[int] = mapped_column(Integer, default=0)
+    # ISO 639-1 code detected when the chunk is indexed ("und": undetermined).
+    language: Mapped[str | None] = mapped_column(String(16))
     # Extra per-chunk facts (e.g. the HTML of a table) that later stages may use.
     extra: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(

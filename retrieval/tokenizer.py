@@ -1,10 +1,17 @@
 """The one BM25 tokenizer, used for documents and queries alike.
 
-Latin-script (and any other space-delimited) text: Unicode case folding, words of letters
-and digits, English stop words dropped, Snowball English stemming. Chinese, Japanese and
-Korean runs have no spaces between words, so they become overlapping character bigrams
-(a lone character stays a unigram): on CMRC2018 bigram BM25 reaches nDCG@10 0.98 without a
-segmenter dictionary.
+Everything is NFKC-normalised first, which also folds full-width letters, digits and
+punctuation to their half-width forms (ＡＢＣ１２３ is abc123) and half-width katakana to
+full-width. Latin-script (and any other space-delimited) text: Unicode case folding, words
+of letters and digits, English stop words dropped, Snowball English stemming. Chinese,
+Japanese and Korean runs have no spaces between words, so they become overlapping character
+bigrams (a lone character stays a unigram): on CMRC2018 bigram BM25 reaches nDCG@10 0.98
+without a segmenter dictionary. Han characters are first converted from Traditional to
+Simplified (OpenCC's ``t2s``, phrases included), so that a question written in one finds a
+document written in the other.
+
+Changing what this module produces changes the terms of indexed chunks: bump
+``TOKENIZER_VERSION`` and reindex (``ragkb reindex``).
 """
 
 from __future__ import annotations
@@ -14,7 +21,11 @@ import threading
 import unicodedata
 from functools import lru_cache
 
+import opencc
 import Stemmer
+
+# Version 2: Traditional Chinese folded to Simplified (indexes made before need a reindex).
+TOKENIZER_VERSION = 2
 
 # Han, Hiragana, Katakana, Hangul (syllables and jamo), CJK compatibility ideographs.
 _CJK = (
@@ -51,6 +62,16 @@ def _stemmer() -> Stemmer.Stemmer:
     return stemmer
 
 
+def _t2s() -> opencc.OpenCC:
+    # One converter per thread, like the stemmer (the C++ converter is not documented as
+    # thread-safe); creating one takes ~1 ms.
+    converter: opencc.OpenCC | None = getattr(_local, "t2s", None)
+    if converter is None:
+        converter = opencc.OpenCC("t2s")
+        _local.t2s = converter
+    return converter
+
+
 def tokenize(text: str) -> list[str]:
     """Terms of ``text`` in order (repeats kept: BM25 counts them)."""
     normalized = unicodedata.normalize("NFKC", text).casefold()
@@ -58,7 +79,7 @@ def tokenize(text: str) -> list[str]:
     for match in _TOKEN.finditer(normalized):
         token = match.group()
         if _CJK_RUN.fullmatch(token):
-            terms.extend(_bigrams(token))
+            terms.extend(_bigrams(_t2s().convert(token)))
             continue
         token = token.replace("’", "").replace("'", "")
         if token and token not in STOP_WORDS:

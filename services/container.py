@@ -47,13 +47,12 @@ class Services:
     ) -> None:
         self.settings = settings
         self.db = db
-        model = (settings.models.embedding_model, settings.models.embedding_batch_size)
         # The indexer holds the embedders: two instances of the same model, so that a search
         # never waits behind an ingestion batch (``indexer.embedder``, ``.query_embedder``).
         self.indexer = ChunkIndexer(
             settings,
-            embedder or DenseEmbedder(*model),
-            query_embedder or DenseEmbedder(*model),
+            embedder or DenseEmbedder.from_settings(settings),
+            query_embedder or DenseEmbedder.from_settings(settings),
         )
         self.generator = generator or build_generator(settings)
         self.task_queue: TaskQueue | None = None

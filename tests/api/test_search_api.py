@@ -46,6 +46,48 @@ def test_search_returns_ranked_chunks_with_scores_per_stage(
     assert set(body["timings"]) >= {"retrieve_ms", "rerank_ms"}
 
 
+def test_a_chinese_query_says_its_language_and_that_the_dense_leg_was_dropped(
+    client: TestClient, services: Services, tenant_a: TenantCredentials
+) -> None:
+    doc_id = _index(services, tenant_a, ["臺北市是臺灣的首都。", "巴黎是法国的首都。"])
+    body = client.post(
+        "/v1/search", json={"query": "台湾的首都是哪个城市？"}, headers=tenant_a.headers
+    ).json()
+    assert body["hits"][0]["document_id"] == doc_id
+    assert body["language"] == "zh"
+    assert body["dense_leg"].startswith("dropped")
+    assert "dense" not in body["hits"][0]["scores"]
+    english = client.post(
+        "/v1/search", json={"query": "paid vacation days"}, headers=tenant_a.headers
+    ).json()
+    assert english["dense_leg"] == "used"
+    ready = client.get("/readyz").json()["checks"]["index"]
+    assert ready["embedding_languages"] == "en"
+
+
+def test_a_tenant_indexed_with_another_model_gets_409_until_a_reindex(
+    client: TestClient, services: Services, tenant_a: TenantCredentials
+) -> None:
+    from core.models import Tenant
+
+    _index(services, tenant_a, HANDBOOK)
+    with services.db.session() as session:
+        tenant = session.get(Tenant, tenant_a.scope.tenant_id)
+        assert tenant is not None and tenant.embedding_model == "all_minilm_l6_v2"
+        tenant.embedding_model = "multilingual_e5_small"  # as if indexed before a switch
+    response = client.post(
+        "/v1/search", json={"query": "paid vacation days"}, headers=tenant_a.headers
+    )
+    error = assert_error(response, 409, "embedding_model_changed")
+    assert "ragkb reindex --tenant" in error["message"]
+    with services.db.session() as session:
+        services.indexer.rebuild(tenant_a.scope, session)
+    response = client.post(
+        "/v1/search", json={"query": "paid vacation days"}, headers=tenant_a.headers
+    )
+    assert response.status_code == 200, response.text
+
+
 def test_search_is_scoped_to_the_key_tenant(
     client: TestClient,
     services: Services,

@@ -69,7 +69,8 @@ retrieval_candidates rerank_candidates rerank_min_score rerank_max_per_document 
 llm_base_url llm_model llm_api_key llm_temperature llm_max_tokens llm_context_tokens
 llm_tokenizer llm_connect_timeout_s llm_read_timeout_s llm_deadline_s llm_retries
 llm_retry_backoff_s llm_breaker_failures llm_breaker_cooldown_s refusal_min_rerank_score
-refusal_min_dense_score extractive_max_sentences
+refusal_min_dense_score extractive_max_sentences embedding_languages embedding_query_prefix
+embedding_passage_prefix
 """
 FLAT_NAMES_BEFORE_SECTIONS = _FLAT_NAMES.split()
 # Settings added since, each with its own name.

@@ -44,18 +44,25 @@ def make_settings(
     return defaults.with_changes(**sections)
 
 
-_embedders: dict[tuple[str, int], dict[str, DenseEmbedder]] = {}
+_embedders: dict[tuple[Any, ...], dict[str, DenseEmbedder]] = {}
 
 
 def shared_embedders(settings: Settings) -> dict[str, DenseEmbedder]:
     """The test session's embedders for the settings' model, as ``Services`` parts: the
     product loads model weights once per process, and so does the test session (once per
     test would add minutes). They hold no tenant data, only the model."""
-    key = (settings.models.embedding_model, settings.models.embedding_batch_size)
+    models = settings.models
+    key = (
+        models.embedding_model,
+        models.embedding_batch_size,
+        models.embedding_languages,
+        models.embedding_query_prefix,
+        models.embedding_passage_prefix,
+    )
     if key not in _embedders:
         _embedders[key] = {
-            "embedder": DenseEmbedder(*key),
-            "query_embedder": DenseEmbedder(*key),
+            "embedder": DenseEmbedder.from_settings(settings),
+            "query_embedder": DenseEmbedder.from_settings(settings),
         }
     return _embedders[key]
 
