@@ -204,3 +204,23 @@ def test_unstructured_tables_keep_each_row_on_one_line(tmp_path: Path) -> None:
         "Total net sales | 117,154 | 123,945",
         "Net income | 29,998 | 34,630",
     ]
+
+
+OFFICE_DOCS = SHARED_DATA / "docs"
+
+
+@pytest.mark.skipif(not OFFICE_DOCS.is_dir(), reason=f"shared documents not at {OFFICE_DOCS}")
+@pytest.mark.parametrize(
+    ("name", "row"),
+    [
+        ("fake-power-point-table.pptx", "Red | Green | Blue"),
+        ("docx-tables.docx", "Header Col 1 | Header Col 2"),
+        ("2023-half-year-analyses-by-segment.xlsx", "In millions of CHF |"),
+    ],
+)
+def test_office_tables_keep_each_row_on_one_line(name: str, row: str, tmp_path: Path) -> None:
+    path = OFFICE_DOCS / name
+    parsed = parse_file(path, detect(path, name), name, make_settings(tmp_path))
+    tables = [e for e in parsed.elements if e.type == "Table"]
+    assert tables and all(e.table_html for e in tables)
+    assert any(line.startswith(row) for e in tables for line in e.text.splitlines())
