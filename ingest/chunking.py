@@ -196,8 +196,13 @@ def _merge_small(
 def _joinable(first: ChunkDraft, second: ChunkDraft | None, options: ChunkingOptions) -> bool:
     if second is None or first.extra.get("table_html") or second.extra.get("table_html"):
         return False
+    # Two sections under different top headings keep their own chunks (and headings);
+    # a section without a heading (a cover page's lines) may join either neighbour.
+    paths = first.heading_path, second.heading_path
+    related = not paths[0] or not paths[1] or paths[0][0] == paths[1][0]
     return (
-        first.char_end <= second.char_start
+        related
+        and first.char_end <= second.char_start
         and first.token_count + second.token_count + 2 <= options.max_tokens
     )
 
