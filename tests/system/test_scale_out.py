@@ -286,7 +286,8 @@ def _check_api_processes_share_state(c: Cluster, uploads: int) -> None:
     # Both uvicorn processes served requests and /metrics adds them up, whichever process
     # answers the scrape.
     assert len(_serving_pids(c.metrics_dir)) == 2
-    text = httpx.get(f"{c.base_url}/metrics", timeout=10).text
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}  # /metrics is not public (#20)
+    text = httpx.get(f"{c.base_url}/metrics", headers=admin, timeout=10).text
     posted = _metric_total(
         text, "ragkb_http_requests_total", method="POST", route="/v1/documents", status="202"
     )
