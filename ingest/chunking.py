@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.settings import Settings
-from ingest.parsing import ParsedElement
+from ingest.elements import ParsedElement
 from ingest.table_html import table_rows
 from ingest.tokens import count_tokens, token_offsets
 
@@ -111,6 +111,36 @@ class _Layout:
             if element.page is not None:
                 pages.append(element.page)
         return types, (min(pages) if pages else None), (max(pages) if pages else None)
+
+    def draft(
+        self,
+        ordinal: int,
+        start: int,
+        end: int,
+        tokens: int,
+        heading_path: list[str],
+        text: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> ChunkDraft:
+        """The chunk over ``[start, end)``: its text (the slice, unless given), element
+        types, pages and printed page numbers."""
+        types, page_start, page_end = self.describe(start, end)
+        extra = {k: v for k, v in (extra or {}).items() if k != "printed_pages"}
+        printed = self.printed_pages(start, end)
+        if printed:
+            extra["printed_pages"] = printed
+        return ChunkDraft(
+            ordinal=ordinal,
+            text=self.text[start:end] if text is None else text,
+            char_start=start,
+            char_end=end,
+            token_count=tokens,
+            heading_path=list(heading_path),
+            element_types=types,
+            page_start=page_start,
+            page_end=page_end,
+            extra=extra,
+        )
 
     def printed_pages(self, start: int, end: int) -> str | None:
         """ "43" or "43-44": the printed numbers of the pages covered, when any differs
@@ -209,29 +239,13 @@ def _joinable(first: ChunkDraft, second: ChunkDraft | None, options: ChunkingOpt
 
 def _joined(first: ChunkDraft, second: ChunkDraft, layout: _Layout, tokenizer: Any) -> ChunkDraft:
     start, end = first.char_start, second.char_end
-    types, page_start, page_end = layout.describe(start, end)
-    extra = dict(second.extra)
-    printed = layout.printed_pages(start, end)
-    if printed:
-        extra["printed_pages"] = printed
     common = []
     for a, b in zip(first.heading_path, second.heading_path, strict=False):
         if a != b:
             break
         common.append(a)
-    text = layout.text[start:end]
-    return ChunkDraft(
-        ordinal=first.ordinal,
-        text=text,
-        char_start=start,
-        char_end=end,
-        token_count=count_tokens(tokenizer, text),
-        heading_path=common,
-        element_types=types,
-        page_start=page_start,
-        page_end=page_end,
-        extra=extra,
-    )
+    tokens = count_tokens(tokenizer, layout.text[start:end])
+    return layout.draft(first.ordinal, start, end, tokens, common, extra=second.extra)
 
 
 def _blocks(elements: Sequence[ParsedElement]) -> list[_Block]:
@@ -273,24 +287,8 @@ class _Chunker:
         text: str | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
-        types, page_start, page_end = self.layout.describe(start, end)
-        extra = dict(extra or {})
-        printed = self.layout.printed_pages(start, end)
-        if printed:
-            extra["printed_pages"] = printed
         self.chunks.append(
-            ChunkDraft(
-                ordinal=len(self.chunks),
-                text=self.layout.text[start:end] if text is None else text,
-                char_start=start,
-                char_end=end,
-                token_count=tokens,
-                heading_path=list(heading_path),
-                element_types=types,
-                page_start=page_start,
-                page_end=page_end,
-                extra=extra,
-            )
+            self.layout.draft(len(self.chunks), start, end, tokens, heading_path, text, extra)
         )
 
     def flush(self, run: list[_Block], table: _Block | None = None) -> None:

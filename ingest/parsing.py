@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 
 from core.settings import Settings
 from ingest import unstructured_env
+from ingest.elements import ParsedElement, heading_label
 from ingest.errors import DocumentRejected
 from ingest.filetypes import DetectedType, tesseract_available
 from ingest.pdf_parsing import parse_pdf
@@ -31,17 +32,6 @@ log = logging.getLogger("ragkb.ingest")
 
 _ZIP_CONTAINERS = {"DOCX", "PPTX", "XLSX", "ODT", "EPUB"}
 _OLE_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")
-
-
-@dataclass(slots=True)
-class ParsedElement:
-    type: str  # unstructured's category, e.g. "Title", "NarrativeText", "Table"
-    text: str
-    page: int | None
-    heading_path: list[str]
-    table_html: str | None = None
-    page_label: str | None = None  # the page number printed on the page, if it differs
-    caption: str | None = None  # a table's title lines, repeated in each of its chunks
 
 
 @dataclass(slots=True)
@@ -110,18 +100,9 @@ def _parse_pdf_layout(
         return None
     if not any(e.text.strip() for e in parsed.elements):
         return None
-    elements = [
-        ParsedElement(
-            type=e.type,
-            text=e.text.replace("\x00", ""),  # PostgreSQL text refuses NUL
-            page=e.page,
-            heading_path=e.heading_path,
-            table_html=e.table_html,
-            page_label=e.page_label,
-            caption=e.caption,
-        )
-        for e in parsed.elements
-    ]
+    elements = parsed.elements
+    for element in elements:
+        element.text = element.text.replace("\x00", "")  # PostgreSQL text refuses NUL
     context: dict[str, Any] = {"running_headers": parsed.running_headers}
     if parsed.page_labels:
         context["page_labels"] = {str(k): v for k, v in parsed.page_labels.items()}
@@ -400,7 +381,7 @@ def to_parsed_elements(raw: Sequence[Any]) -> list[ParsedElement]:
             text = (table_text(table_html) or text).replace("\x00", "")
         path = _parent_titles(element, by_id)
         if category == "Title":
-            path.append(_heading_label(text))
+            path.append(heading_label(text))
         out.append(
             ParsedElement(
                 type=category,
@@ -423,13 +404,7 @@ def _parent_titles(element: Any, by_id: dict[Any, Any]) -> list[str]:
         if parent is None:
             break
         if getattr(parent, "category", "") == "Title" and (parent.text or "").strip():
-            titles.append(_heading_label(parent.text.strip()))
+            titles.append(heading_label(parent.text.strip()))
         parent_id = parent.metadata.parent_id
     titles.reverse()
     return titles
-
-
-def _heading_label(text: str, limit: int = 200) -> str:
-    """Headings are labels: one line, bounded (a misdetected paragraph must not bloat)."""
-    one_line = " ".join(text.split())
-    return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"

@@ -27,6 +27,7 @@ from statistics import median
 
 import pypdfium2 as pdfium
 
+from ingest.elements import ParsedElement, heading_label
 from ingest.pdf_layout import Line, PageLines, read_page
 from ingest.pdf_tables import Table, TableTimeout, find_tables
 
@@ -52,19 +53,8 @@ class LayoutUnreliable(Exception):
 
 
 @dataclass(slots=True)
-class PdfElement:
-    type: str  # unstructured's category names
-    text: str
-    page: int
-    page_label: str | None
-    heading_path: list[str]
-    table_html: str | None = None
-    caption: str | None = None
-
-
-@dataclass(slots=True)
 class PdfParse:
-    elements: list[PdfElement]
+    elements: list[ParsedElement]
     page_count: int
     running_headers: list[str]
     page_labels: dict[int, str]  # physical page → printed page number, where printed
@@ -194,7 +184,7 @@ class _ElementBuilder:
 
     def __init__(self, body_size: float) -> None:
         self.body_size = body_size
-        self.elements: list[PdfElement] = []
+        self.elements: list[ParsedElement] = []
         self.headings: list[tuple[float, str]] = []  # (strength, label)
 
     def add_page(
@@ -278,23 +268,23 @@ class _ElementBuilder:
                 self.headings.clear()  # "PART I", "PART II": a new top level
             while self.headings and self.headings[-1][0] <= strength:
                 self.headings.pop()
-            self.headings.append((strength, _heading_label(text)))
-            self.elements.append(PdfElement("Title", text, page, label, self._path()))
+            self.headings.append((strength, heading_label(text)))
+            self.elements.append(ParsedElement("Title", text, page, self._path(), page_label=label))
             return
         kind = "ListItem" if _BULLET.match(text) else "NarrativeText"
         if kind == "ListItem":
             text = _BULLET.sub("", text)
-        self.elements.append(PdfElement(kind, text, page, label, self._path()))
+        self.elements.append(ParsedElement(kind, text, page, self._path(), page_label=label))
 
     def _table(self, table: Table, page: int, label: str | None) -> None:
         self.elements.append(
-            PdfElement(
+            ParsedElement(
                 "Table",
                 table.text(),
                 page,
-                label,
                 self._path(),
                 table_html=table.html(),
+                page_label=label,
                 caption=self._caption(page),
             )
         )
@@ -326,8 +316,3 @@ def _join_lines(lines: list[Line]) -> str:
         else:
             text = f"{text} {part}" if text else part
     return text
-
-
-def _heading_label(text: str, limit: int = 200) -> str:
-    one_line = " ".join(text.split())
-    return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"

@@ -181,7 +181,6 @@ def _build(lines: list[Line], first: int, last: int, page_width: float) -> Table
     # A group label right above the first figures ("Net sales:") belongs to the table.
     while (
         first > 0
-        and first - 1 >= 0
         and _could_be_row_label(lines[first - 1], lines[first], page_width)
         and lines[first - 1].cells[0].x1 < page_width * 0.45
         and lines[first].top - lines[first - 1].bottom < 1.5 * max(lines[first].size, 6.0)

@@ -19,7 +19,9 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
+from collections.abc import Callable
 from functools import lru_cache
+from typing import TypeVar
 
 import opencc
 import Stemmer
@@ -51,25 +53,25 @@ will with would you your yours yourself yourselves
 STOP_WORDS = frozenset(_STOP_WORDS_TEXT.split())
 
 _local = threading.local()
+T = TypeVar("T")
+
+
+def _per_thread(name: str, make: Callable[[], T]) -> T:
+    """One ``make()`` per thread: PyStemmer objects are not safe to share between threads,
+    and OpenCC's C++ converter is not documented as thread-safe; each is cheap (~1 ms)."""
+    value: T | None = getattr(_local, name, None)
+    if value is None:
+        value = make()
+        setattr(_local, name, value)
+    return value
 
 
 def _stemmer() -> Stemmer.Stemmer:
-    # PyStemmer objects are not safe to share between threads; one per thread is cheap.
-    stemmer: Stemmer.Stemmer | None = getattr(_local, "stemmer", None)
-    if stemmer is None:
-        stemmer = Stemmer.Stemmer("english")
-        _local.stemmer = stemmer
-    return stemmer
+    return _per_thread("stemmer", lambda: Stemmer.Stemmer("english"))
 
 
 def _t2s() -> opencc.OpenCC:
-    # One converter per thread, like the stemmer (the C++ converter is not documented as
-    # thread-safe); creating one takes ~1 ms.
-    converter: opencc.OpenCC | None = getattr(_local, "t2s", None)
-    if converter is None:
-        converter = opencc.OpenCC("t2s")
-        _local.t2s = converter
-    return converter
+    return _per_thread("t2s", lambda: opencc.OpenCC("t2s"))
 
 
 def tokenize(text: str) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ingest.chunking import ChunkingOptions, chunk_elements, extracted_text
-from ingest.parsing import ParsedElement
+from ingest.elements import ParsedElement
 from ingest.tokens import count_tokens, get_tokenizer
 
 SENTENCE = "Invoices above the approval threshold need a second signature from finance. "

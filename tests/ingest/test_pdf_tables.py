@@ -17,8 +17,9 @@ import pytest
 
 import ingest.pdf_parsing
 from ingest.chunking import ChunkDraft, ChunkingOptions, chunk_elements
+from ingest.elements import ParsedElement
 from ingest.filetypes import detect
-from ingest.parsing import ParsedDocument, ParsedElement, parse_file
+from ingest.parsing import ParsedDocument, parse_file
 from ingest.tokens import get_tokenizer
 from tests.support.helpers import FIXTURE_DIR, SHARED_DATA, make_settings
 
