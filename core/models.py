@@ -187,6 +187,20 @@ class Document(Base):
     # What the parser learnt about the document outside its content: "running_headers"
     # (text repeated at the top or bottom of its pages) and "page_labels" (printed numbers).
     context: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict, server_default="{}")
+    # What the document is about, extracted at ingestion (``ingest.metadata``) without an
+    # LLM: the organisation(s), the period it covers ("2023-Q1", "2023", "2023-03-15") and
+    # the day that period ended, and its type ("Form 10-Q", "memo", "email"...).
+    organisations: Mapped[list[str]] = mapped_column(
+        PortableJSON, default=list, server_default="[]"
+    )
+    period: Mapped[str | None] = mapped_column(String(32))
+    period_end: Mapped[date | None] = mapped_column(Date)
+    document_type: Mapped[str | None] = mapped_column(String(64))
+    # What the tenant says about the document (upload ``metadata``, ``PATCH``): free keys;
+    # "title", "organisation", "period" and "document_type" override the extracted ones.
+    user_metadata: Mapped[dict[str, Any]] = mapped_column(
+        PortableJSON, default=dict, server_default="{}"
+    )
 
     chunks: Mapped[list[Chunk]] = relationship(
         back_populates="document", cascade="all, delete-orphan", passive_deletes=True

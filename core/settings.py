@@ -359,7 +359,19 @@ class RetrievalSettings(_Section):
         description="Drop reranked chunks scoring below this (cross-encoder sigmoid, 0..1).",
     )
     rerank_max_per_document: int = Field(
-        default=3, ge=1, description="Most chunks of one document in a reranked result."
+        default=3,
+        ge=1,
+        description="Most chunks of one document in a reranked result, when the search is "
+        "not about one document (a filter or a question that names one lifts the cap).",
+    )
+    question_match: Literal["filter", "boost", "off"] = Field(
+        default="filter",
+        description="When a question names an organisation or a period that the tenant's "
+        "document metadata knows: 'filter' ranks those documents' chunks first and falls "
+        "back to the others, 'boost' adds match_boost to their second-stage score.",
+    )
+    match_boost: float = Field(
+        default=0.3, ge=0, description="Second-stage bonus of matched documents (boost)."
     )
 
 
@@ -526,6 +538,8 @@ ENV_NAMES: Mapping[str, tuple[str, str]] = {
     "rerank_candidates": ("retrieval", "rerank_candidates"),
     "rerank_min_score": ("retrieval", "rerank_min_score"),
     "rerank_max_per_document": ("retrieval", "rerank_max_per_document"),
+    "question_match": ("retrieval", "question_match"),
+    "match_boost": ("retrieval", "match_boost"),
     "answer_top_k": ("answer", "top_k"),
     "refusal_min_rerank_score": ("answer", "refusal_min_rerank_score"),
     "refusal_min_dense_score": ("answer", "refusal_min_dense_score"),

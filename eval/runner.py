@@ -32,7 +32,7 @@ from eval.datasets import Dataset
 from eval.groundedness import groundedness as grounded_share
 from eval.groundedness import make_judge
 from generation.citations import MARKER
-from retrieval.indexer import index_text
+from retrieval.indexer import index_texts
 from retrieval.search import SearchHit, SearchRequest, SearchResponse, search, searchable
 from retrieval.tokenizer import tokenize
 from services.answering import Question, answer
@@ -237,7 +237,7 @@ def _baseline(
         from rank_bm25 import BM25Okapi
 
         model = BM25Okapi(
-            [tokenize(index_text(c)) or [""] for c in chunks],
+            [tokenize(text) or [""] for text in index_texts(session, corpus.scope, chunks)],
             k1=settings.retrieval.bm25_k1,
             b=settings.retrieval.bm25_b,
         )

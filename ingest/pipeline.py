@@ -38,6 +38,7 @@ from ingest.chunking import ChunkingOptions, chunk_elements
 from ingest.documents import IN_FLIGHT, remove_document
 from ingest.errors import DocumentRejected, TransientError
 from ingest.filetypes import detect
+from ingest.metadata import extract_metadata, file_title
 from ingest.parsing import parse_file
 from ingest.tokens import get_tokenizer
 from retrieval.indexer import ChunkIndexer, EmbeddingModelChanged
@@ -226,13 +227,25 @@ def _parse_and_chunk(
     detected = detect(stored, filename)
     with INGEST_STAGE_LATENCY.labels(stage="parse").time():
         parsed = parse_file(stored, detected, filename, settings, document_id=document_id)
+    facts = extract_metadata(
+        parsed.elements,
+        parsed.context,
+        filename,
+        detected.name,
+        file_title(stored, detected.name),
+    )
     _set_stage(
         db,
         document_id,
         DocumentStatus.CHUNKING,
         _PARSED,
         page_count=parsed.page_count,
-        context=parsed.context,
+        context={**parsed.context, **facts.as_context()},
+        title=facts.title,
+        organisations=facts.organisations,
+        period=facts.period,
+        period_end=facts.period_end,
+        document_type=facts.document_type,
     )
     options = ChunkingOptions.from_settings(settings)
     with INGEST_STAGE_LATENCY.labels(stage="chunk").time():

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.document_facts import DocumentFacts, contextual_header, facts_of
 from core.errors import Conflict
 from core.language import language_code
 from core.models import Chunk, Document, DocumentStatus, Tenant
@@ -54,10 +55,22 @@ def check_embedding_model(session: Session, scope: TenantScope, running: str) ->
         raise EmbeddingModelChanged(scope, indexed_with, running)
 
 
-def index_text(chunk: Chunk) -> str:
-    """What is embedded and BM25-indexed: the heading path gives a chunk its context."""
-    heading = " > ".join(chunk.heading_path or [])
-    return f"{heading}\n{chunk.text}" if heading else chunk.text
+def index_text(chunk: Chunk, facts: DocumentFacts | None = None) -> str:
+    """What is embedded and BM25-indexed: the contextual header (the document's title,
+    organisation, type and period, and the chunk's heading path), then the text. The header
+    lets a chunk that never names its company or quarter be found for them; it is never
+    part of what is quoted (quotes come from ``chunks.text``)."""
+    header = contextual_header(facts or DocumentFacts(), chunk.heading_path)
+    return f"{header}\n{chunk.text}" if header else chunk.text
+
+
+def index_texts(session: Session, scope: TenantScope, chunks: Sequence[Chunk]) -> list[str]:
+    """``index_text`` of each chunk, with its document's facts (read through ``scope``)."""
+    stmt = scoped(select(Document), Document, scope).where(
+        Document.id.in_({c.document_id for c in chunks})
+    )
+    facts = {d.id: facts_of(d) for d in session.scalars(stmt)}
+    return [index_text(c, facts.get(c.document_id)) for c in chunks]
 
 
 class ChunkIndexer:
@@ -114,7 +127,7 @@ class ChunkIndexer:
         for chunk in chunks:
             if chunk.language is None:
                 chunk.language = language_code(chunk.text)
-        texts = [index_text(c) for c in chunks]
+        texts = index_texts(session, scope, chunks)
         terms = [bm25.TermCounts.of(t) for t in texts]
         vectors: list[Any] = []
         for start in range(0, len(texts), _STEP):

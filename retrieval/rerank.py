@@ -91,19 +91,33 @@ def second_stage(
     candidates: Sequence[Candidate],
     *,
     top_k: int,
-    max_per_document: int,
+    max_per_document: int | None,
     min_score: float | None,
+    preferred: frozenset[str] = frozenset(),
+    prefer: str = "filter",
+    boost: float = 0.0,
 ) -> list[tuple[int, float]]:
-    """(candidate index, rerank score) of the final list, best first."""
+    """(candidate index, rerank score) of the final list, best first.
+
+    Candidates of ``preferred`` documents (those the question names) come first
+    (``prefer="filter"``) or get ``boost`` added to their score (``"boost"``); a weak
+    candidate is dropped either way (the threshold applies to the model's own score)."""
     scores = reranker.score(query, candidates)
-    order = sorted(range(len(candidates)), key=lambda i: scores[i], reverse=True)
+
+    def rank(i: int) -> tuple[bool, float]:
+        named = candidates[i].document_id in preferred
+        if prefer == "boost":
+            return (False, scores[i] + (boost if named else 0.0))
+        return (named and prefer == "filter", scores[i])
+
+    order = sorted(range(len(candidates)), key=rank, reverse=True)
     per_document: dict[str, int] = {}
     kept: list[tuple[int, float]] = []
     for i in order:
         if reranker.calibrated and min_score is not None and scores[i] < min_score:
-            break
+            continue
         doc = candidates[i].document_id
-        if per_document.get(doc, 0) >= max_per_document:
+        if max_per_document is not None and per_document.get(doc, 0) >= max_per_document:
             continue
         per_document[doc] = per_document.get(doc, 0) + 1
         kept.append((i, scores[i]))

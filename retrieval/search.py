@@ -30,6 +30,14 @@ from core.passages import Passage
 from core.settings import Settings
 from core.tenancy import TenantScope
 from retrieval import bm25
+from retrieval.document_match import (
+    FILTER_FIELDS,
+    DocumentCatalogue,
+    DocumentMatch,
+    MetadataFilters,
+    filter_documents,
+    match_question,
+)
 from retrieval.embedding_models import ModelCard
 from retrieval.index_types import Mode, QuerySpec, StoredPoint
 from retrieval.indexer import ChunkIndexer, check_embedding_model
@@ -53,6 +61,13 @@ class SearchRequest(BaseModel):
     )
     tags: list[str] | None = Field(
         default=None, max_length=100, description="Only documents with one of these tags."
+    )
+    filters: MetadataFilters | None = Field(
+        default=None,
+        description="Only documents whose metadata matches, e.g. "
+        '{"organisation": "Apple", "period": "2023-Q1"}. Allowed fields: '
+        + ", ".join(FILTER_FIELDS)
+        + ".",
     )
 
 
@@ -80,6 +95,12 @@ class SearchResponse(BaseModel):
         default="used",
         description="'used', or why the dense (embedding) leg was dropped or kept: it is "
         "dropped when the embedding model does not cover the query's language.",
+    )
+    documents: str = Field(
+        default="all",
+        description="Which documents were searched: 'all', 'filtered: n document(s)', or "
+        "'preferred: n document(s) matching …' when the question names an organisation or "
+        "a period that your documents' metadata knows.",
     )
 
 
@@ -121,10 +142,24 @@ def search(
         candidates=max(settings.retrieval.candidates, wanted * _OVERFETCH),
         rrf_k=settings.retrieval.rrf_k,
     )
-    points = indexer.vector_index.query(
-        scope, spec, document_ids=request.document_ids, tags=request.tags
-    )
-    first = _hydrate(session, scope, points, mode, dense_query, sparse_query)[:wanted]
+    focus = _focus(settings, session, scope, request, query)
+    if focus.document_ids == []:
+        return _nothing(request, detection, dense_leg, focus, started)
+
+    def first_stage(document_ids: list[str] | None) -> list[SearchHit]:
+        points = indexer.vector_index.query(
+            scope, spec, document_ids=document_ids, tags=request.tags
+        )
+        return _hydrate(session, scope, points, mode, dense_query, sparse_query)[:wanted]
+
+    first = first_stage(focus.document_ids)
+    preferred: frozenset[str] = frozenset()
+    if focus.match is not None:
+        # The named documents' best chunks first, then the others': a wrong match costs
+        # a place, never the answer.
+        preferred = frozenset(focus.match.document_ids)
+        named = first_stage(focus.match.document_ids)
+        first = named + [h for h in first if h.document_id not in preferred][:wanted]
     retrieved = time.perf_counter()
 
     if request.rerank and first:
@@ -137,8 +172,13 @@ def search(
                 for h in candidates
             ],
             top_k=request.top_k,
-            max_per_document=settings.retrieval.rerank_max_per_document,
+            max_per_document=None
+            if focus.about_one
+            else settings.retrieval.rerank_max_per_document,
             min_score=settings.retrieval.rerank_min_score,
+            preferred=preferred,
+            prefer=settings.retrieval.question_match,
+            boost=settings.retrieval.match_boost,
         )
         hits = []
         for i, score in kept:
@@ -160,6 +200,61 @@ def search(
         },
         language=detection.language,
         dense_leg=dense_leg,
+        documents=focus.describe(),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Focus:
+    """The documents a search is restricted to (None: all) and those it prefers."""
+
+    document_ids: list[str] | None
+    match: DocumentMatch | None = None
+    filtered: bool = False
+
+    @property
+    def about_one(self) -> bool:
+        """About one document: then every good chunk of it may be kept (no cap)."""
+        if self.match is not None:
+            return len(self.match.document_ids) == 1
+        return self.filtered and self.document_ids is not None and len(self.document_ids) == 1
+
+    def describe(self) -> str:
+        if self.match is not None:
+            return f"preferred: {self.match.describe()}"
+        if self.filtered:
+            return f"filtered: {len(self.document_ids or [])} document(s)"
+        return "all" if self.document_ids is None else f"{len(self.document_ids)} given"
+
+
+def _focus(
+    settings: Settings,
+    session: Session,
+    scope: TenantScope,
+    request: SearchRequest,
+    query: str,
+) -> _Focus:
+    if request.filters is not None and not request.filters.is_empty():
+        ids = filter_documents(session, scope, request.filters, request.document_ids)
+        return _Focus(ids, filtered=True)
+    if settings.retrieval.question_match == "off":
+        return _Focus(request.document_ids)
+    catalogue = DocumentCatalogue.load(session, scope, request.document_ids)
+    return _Focus(request.document_ids, match_question(catalogue, query))
+
+
+def _nothing(
+    request: SearchRequest, detection: Detection, dense_leg: str, focus: _Focus, started: float
+) -> SearchResponse:
+    """No document matches the filters: an empty result that says so."""
+    ms = round((time.perf_counter() - started) * 1000, 2)
+    return SearchResponse(
+        hits=[],
+        reranker="none (no document matches the filters)",
+        timings={"retrieve_ms": ms, "rerank_ms": 0.0, "total_ms": ms},
+        language=detection.language,
+        dense_leg=dense_leg,
+        documents=focus.describe(),
     )
 
 

@@ -1,0 +1,259 @@
+"""Which of the tenant's documents a search is about: explicit metadata filters, and the
+organisations and periods a question names.
+
+Both read the tenant's own documents through its scope (``DocumentCatalogue.load``), so
+another tenant's organisation names never shape this tenant's filters or preferences.
+
+- ``MetadataFilters`` (``filters`` in ``/v1/search``, ``/v1/query``, ``--filter`` in the
+  CLI) restrict the search to the documents that match; nothing else is searched.
+- ``match_question``: when a question names an organisation, a period (a quarter, a year,
+  a day, "the latest 10-Q") or a document title that the tenant's metadata knows, those
+  documents are preferred (``retrieval.question_match``: ``filter`` puts their chunks
+  first and falls back to the rest, ``boost`` adds a bonus to their second-stage score;
+  ``bench/README.md`` compares them).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.document_facts import (
+    PeriodMention,
+    facts_of,
+    names_in,
+    normalise_period,
+    normalise_text,
+    organisation_aliases,
+    parse_periods,
+    period_matches,
+    period_sort_key,
+)
+from core.models import Document, DocumentStatus
+from core.tenancy import TenantScope, scoped
+
+FILTER_FIELDS = ("organisation", "period", "document_type", "title", "metadata")
+Strategy = Literal["filter", "boost", "off"]
+Scalar = str | int | float | bool
+
+
+class MetadataFilters(BaseModel):
+    """Only documents whose metadata matches every given field (a list: any of its values).
+    Organisation names match as people write them ("Apple" matches "Apple Inc.", and its
+    ticker "AAPL"); periods in any common form ("Q1 2023", "2023-Q1", "2023", "March 31,
+    2023"); ``title`` is a case-insensitive substring; ``metadata`` compares the keys you
+    set at upload or with ``PATCH /v1/documents/{id}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    organisation: str | list[str] | None = Field(
+        default=None, description='e.g. "Apple" or ["Apple", "Microsoft"]'
+    )
+    period: str | list[str] | None = Field(
+        default=None, description='e.g. "2023-Q1", "Q1 2023", "2023" or "2023-03-15"'
+    )
+    document_type: str | list[str] | None = Field(default=None, description='e.g. "Form 10-Q"')
+    title: str | None = Field(default=None, max_length=200, description="Part of the title.")
+    metadata: dict[str, Scalar | list[Scalar]] | None = Field(
+        default=None, description='Your own metadata, e.g. {"department": "legal"}.'
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            unknown = sorted(str(k) for k in value if k not in FILTER_FIELDS)
+            if unknown:
+                raise ValueError(
+                    f"unknown filter field(s) {', '.join(unknown)}; the allowed fields are "
+                    f"{', '.join(FILTER_FIELDS)}"
+                )
+        return value
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, name) in (None, [], {}, "") for name in FILTER_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    id: str
+    title: str
+    filename: str
+    aliases: frozenset[str]
+    tickers: frozenset[str]
+    period: str | None
+    period_end: date | None
+    document_type: str | None
+    user_metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentCatalogue:
+    """The tenant's searchable documents with what matching needs (one SQL query)."""
+
+    entries: list[_Entry]
+
+    @classmethod
+    def load(
+        cls, session: Session, scope: TenantScope, within: Iterable[str] | None = None
+    ) -> DocumentCatalogue:
+        stmt = scoped(select(Document), Document, scope).where(
+            Document.status == DocumentStatus.READY
+        )
+        if within is not None:
+            stmt = stmt.where(Document.id.in_(list(within)))
+        entries = []
+        for document in session.scalars(stmt):
+            facts = facts_of(document)
+            aliases: set[str] = set()
+            for name in facts.organisations:
+                aliases |= organisation_aliases(name)
+            tickers = (document.context or {}).get("tickers") or []
+            entries.append(
+                _Entry(
+                    id=document.id,
+                    title=facts.title or "",
+                    filename=document.filename,
+                    aliases=frozenset(aliases),
+                    tickers=frozenset(t for t in tickers if isinstance(t, str) and t),
+                    period=facts.period,
+                    period_end=facts.period_end,
+                    document_type=facts.document_type,
+                    user_metadata=dict(document.user_metadata or {}),
+                )
+            )
+        return cls(entries)
+
+    def filtered(self, filters: MetadataFilters) -> list[str]:
+        """Ids of the documents that match every field of ``filters``."""
+        return [e.id for e in self.entries if _matches_filters(e, filters)]
+
+
+def filter_documents(
+    session: Session, scope: TenantScope, filters: MetadataFilters, within: list[str] | None
+) -> list[str]:
+    return DocumentCatalogue.load(session, scope, within).filtered(filters)
+
+
+def _values(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _matches_filters(entry: _Entry, filters: MetadataFilters) -> bool:
+    organisations = [str(v) for v in _values(filters.organisation)]
+    if organisations and not any(_names_organisation(entry, v) for v in organisations):
+        return False
+    periods = [str(v) for v in _values(filters.period)]
+    if periods and not any(_in_period(entry, v) for v in periods):
+        return False
+    types = [str(v).strip().lower() for v in _values(filters.document_type)]
+    if types and (entry.document_type or "").lower() not in types:
+        return False
+    if filters.title and filters.title.strip().lower() not in entry.title.lower():
+        return False
+    for key, wanted in (filters.metadata or {}).items():
+        have = entry.user_metadata.get(key)
+        choices = _values(wanted)
+        have_all = _values(have)
+        if not any(_same(h, w) for h in have_all for w in choices):
+            return False
+    return True
+
+
+def _same(have: Any, wanted: Any) -> bool:
+    if isinstance(have, str) and isinstance(wanted, str):
+        return have.strip().lower() == wanted.strip().lower()
+    return bool(have == wanted)
+
+
+def _names_organisation(entry: _Entry, value: str) -> bool:
+    value = value.strip()
+    if value.upper() in entry.tickers:
+        return True
+    return bool(organisation_aliases(value) & entry.aliases)
+
+
+def _in_period(entry: _Entry, value: str) -> bool:
+    label = normalise_period(value)
+    if label is None:
+        return (entry.period or "").lower() == value.strip().lower()
+    mention = next(m for m in parse_periods(value) if m.label == label)
+    return period_matches(mention, entry.period, entry.period_end)
+
+
+# -- questions -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentMatch:
+    """The documents a question names, and what it named."""
+
+    document_ids: list[str]
+    organisations: list[str] = field(default_factory=list)
+    periods: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        named = [*self.organisations, *self.periods]
+        return f"{len(self.document_ids)} document(s) matching {', '.join(named)}"
+
+
+def match_question(catalogue: DocumentCatalogue, question: str) -> DocumentMatch | None:
+    """The documents ``question`` is about, by the organisations and periods it names and
+    that the tenant's metadata knows; None when it names none of them (or names
+    something no document matches)."""
+    entries = catalogue.entries
+    if not entries:
+        return None
+    lowered = normalise_text(question)
+    tickers_named = set(re.findall(r"\b[A-Z]{2,5}\b", question))
+    by_org: list[_Entry] = []
+    names: set[str] = set()
+    for entry in entries:
+        hit = entry.tickers & tickers_named
+        if hit:
+            names |= hit
+        elif entry.aliases and names_in(lowered, set(entry.aliases)):
+            names.add(min(entry.aliases, key=len))
+        else:
+            continue
+        by_org.append(entry)
+
+    mentions = parse_periods(question)
+    specific = [m for m in mentions if m.kind in ("quarter", "day")]
+    years = [m for m in mentions if m.kind == "year"]
+    latest = any(m.kind == "latest" for m in mentions)
+    pool = by_org or entries
+    chosen: list[_Entry] = []
+    used: list[PeriodMention] = []
+    for group in (specific, years):
+        if not group:
+            continue
+        chosen = [e for e in pool if any(period_matches(m, e.period, e.period_end) for m in group)]
+        if chosen:
+            used = group
+            break
+    if not chosen and latest and by_org:
+        newest = max(period_sort_key(e.period, e.period_end) for e in by_org)
+        if newest != ("", ""):
+            chosen = [e for e in by_org if period_sort_key(e.period, e.period_end) == newest]
+            used = [m for m in mentions if m.kind == "latest"]
+    if not chosen:
+        if not by_org or len(by_org) == len(entries):
+            return None  # nothing named, or a name every document shares
+        chosen = by_org
+    elif not by_org and len(chosen) == len(entries):
+        return None
+    return DocumentMatch(
+        document_ids=[e.id for e in chosen],
+        organisations=sorted(names),
+        periods=[m.label for m in used],
+    )
