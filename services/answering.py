@@ -30,6 +30,7 @@ from generation.generator import Generator
 from generation.llm import GeneratorUnavailable
 from generation.query_log import record_query
 from generation.sources import Source
+from retrieval.document_match import MetadataFilters
 from retrieval.search import SearchHit, SearchRequest, SearchResponse, search
 from services.container import Services
 
@@ -42,6 +43,8 @@ class Question:
     rerank: bool = True
     document_ids: list[str] | None = None
     tags: list[str] | None = None
+    # Only documents whose metadata matches (``retrieval.document_match``).
+    filters: MetadataFilters | None = None
     conversation_id: str | None = None
 
 
@@ -116,6 +119,7 @@ def retrieve(
                 rerank=question.rerank,
                 document_ids=question.document_ids,
                 tags=question.tags,
+                filters=question.filters,
             ),
             indexer=services.indexer,
             reranker=services.reranker,
