@@ -126,19 +126,16 @@ def compose_title(
     period: str | None,
     period_end: date | None,
 ) -> str | None:
-    """ "Apple Inc. Form 10-Q, Q1 2023 (period ended December 31, 2022)", when the facts
-    are there to say it (an organisation and a type, or a type and a period)."""
-    parts = [
-        p for p in (", ".join(organisations[:2]) if organisations else None, document_type) if p
-    ]
-    when = describe_period(period, period_end)
-    if len(parts) < 2 and not (document_type and when):
+    """The title of a document that names its organisation and type: "Apple Inc. Form
+    10-Q, Q1 2023 (period ended December 31, 2022)"."""
+    if not organisations or not document_type:
         return None
-    return " ".join(parts) + (f", {when}" if when else "")
+    when = describe_period(period, period_end)
+    return f"{', '.join(organisations[:2])} {document_type}" + (f", {when}" if when else "")
 
 
 def describe_period(period: str | None, period_end: date | None) -> str | None:
-    """ "Q1 2023 (period ended December 31, 2022)", "fiscal 2023", "March 15, 2023"."""
+    """How a period reads: "Q1 2023 (period ended December 31, 2022)", "March 15, 2023"."""
     label = period_label(period) if period else None
     ended = f"period ended {_long_date(period_end)}" if period_end else None
     if label and ended and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", period or ""):

@@ -31,7 +31,7 @@ from ingest.elements import ParsedElement
 # How much of the document's start is its cover (characters).
 _COVER_CHARS = 8000
 _LEGAL_FORM = (
-    r"(?:Inc\.?|Incorporated|Corporation|Corp\.?|Company|Co\.|Ltd\.?|Limited|LLC|L\.L\.C\.|"
+    r"(?i:Inc\.?|Incorporated|Corporation|Corp\.?|Company|Co\.|Ltd\.?|Limited|LLC|L\.L\.C\.|"
     r"plc|PLC|LP|L\.P\.|LLP|GmbH|AG|S\.A\.|N\.V\.|SE|Holdings)"
 )
 _ORG_NAME = re.compile(
@@ -42,6 +42,10 @@ _REGISTRANT = re.compile(
 )
 _FILE_NUMBER_NEXT = re.compile(
     r"commission file (?:number|no\.?)[:\s]*[\d-]+\s*\n\s*([^\n]{2,120})", re.IGNORECASE
+)
+# Cover lines that are not a name (the name itself may be cut as a running header).
+_COVER_BOILERPLATE = re.compile(
+    r"commission file|file number|registrant|securities|washington|\d{3}-\d|^\(", re.I
 )
 _SEC_FORM = re.compile(r"\bFORM\s+(10-Q|10-K|8-K|20-F|40-F|6-K|S-1|S-4|DEF\s+14A)\b")
 _PERIOD_END = re.compile(
@@ -178,7 +182,7 @@ def _organisation(cover: str, headers: list[str]) -> tuple[str | None, str]:
     for pattern in (_REGISTRANT, _FILE_NUMBER_NEXT):
         if m := pattern.search(cover):
             name = _clean_name(m.group(1))
-            if name and re.search(r"[A-Za-z]{2}", name):
+            if re.search(r"[A-Za-z]{2}", name) and not _COVER_BOILERPLATE.search(name):
                 return name, "cover"
     for header in headers:
         if m := _ORG_NAME.search(header):

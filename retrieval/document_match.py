@@ -179,7 +179,12 @@ def _names_organisation(entry: _Entry, value: str) -> bool:
     value = value.strip()
     if value.upper() in entry.tickers:
         return True
-    return bool(organisation_aliases(value) & entry.aliases)
+    # "Pear" names "Pear Computers Inc.": the leading words of a name are enough.
+    return any(
+        alias == wanted or alias.startswith(wanted + " ")
+        for wanted in organisation_aliases(value)
+        for alias in entry.aliases
+    )
 
 
 def _in_period(entry: _Entry, value: str) -> bool:

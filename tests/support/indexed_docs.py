@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -23,8 +24,10 @@ def add_document(
     tags: Sequence[str] = (),
     status: DocumentStatus = DocumentStatus.READY,
     version: int = 1,
+    **facts: Any,
 ) -> tuple[Document, list[Chunk]]:
-    """A document row with one chunk per text (not indexed yet)."""
+    """A document row with one chunk per text (not indexed yet); ``facts`` sets its
+    metadata columns (organisations, period, period_end, document_type, user_metadata)."""
     name = filename or f"doc-{uuid.uuid4().hex[:8]}.txt"
     doc = Document(
         tenant_id=scope.tenant_id,
@@ -33,6 +36,7 @@ def add_document(
         status=status,
         version=version,
         tags=list(tags),
+        **facts,
     )
     session.add(doc)
     session.flush()
