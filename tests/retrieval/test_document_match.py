@@ -131,14 +131,14 @@ def test_filters_restrict_to_matching_documents(
     services: Services, tenants: tuple[TenantScope, TenantScope, dict[str, str]]
 ) -> None:
     scope, _, ids = tenants
-    one = _search(services, scope, query="net sales", filters={"organisation": "apple",
-                                                               "period": "Q1 2023"})  # fmt: skip
+    apple_q1 = {"organisation": "apple", "period": "Q1 2023"}
+    one = _search(services, scope, query="net sales", filters=apple_q1)
     assert {h.document_id for h in one.hits} == {ids["Apple 2023-Q1"]}
     assert one.documents == "filtered: 1 document(s)"
     year = _search(services, scope, query="net sales", filters={"organisation": "AAPL"})
     assert year.hits == []  # no ticker is known for these filings: nothing matches
-    both = _search(services, scope, query="net sales",
-                   filters={"organisation": ["Apple", "Microsoft"], "period": "2023-Q2"})  # fmt: skip
+    two = {"organisation": ["Apple", "Microsoft"], "period": "2023-Q2"}
+    both = _search(services, scope, query="net sales", filters=two)
     assert {h.document_id for h in both.hits} == {ids["Apple 2023-Q2"], ids["Microsoft 2023-Q2"]}
 
 
@@ -160,8 +160,8 @@ def test_user_metadata_overrides_and_filters(
         doc = session.get(Document, ids["Apple 2023-Q1"])
         assert doc is not None
         doc.user_metadata = {"department": "finance", "organisation": "Pear Computers Inc."}
-    tagged = _search(services, scope, query="net sales", filters={"metadata": {"department":
-                                                                               "Finance"}})  # fmt: skip
+    finance = {"metadata": {"department": "Finance"}}
+    tagged = _search(services, scope, query="net sales", filters=finance)
     assert {h.document_id for h in tagged.hits} == {ids["Apple 2023-Q1"]}
     renamed = _search(services, scope, query="net sales", filters={"organisation": "Pear"})
     assert {h.document_id for h in renamed.hits} == {ids["Apple 2023-Q1"]}
