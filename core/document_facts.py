@@ -24,6 +24,8 @@ from core.models import Document
 # User metadata keys that override an extracted fact (and are filterable by that name).
 OVERRIDABLE = ("title", "organisation", "period", "document_type")
 HEADER_SEPARATOR = " · "
+# Changes whenever what the header says changes: indexes built with another are stale.
+HEADER_VERSION = 1
 
 _MONTHS = {
     m: i + 1
@@ -164,7 +166,10 @@ def contextual_header(facts: DocumentFacts, heading_path: list[str] | None) -> s
     or period is still found for them: "Apple Inc. · Form 10-Q · Q1 2023 (period ended
     December 31, 2022) · Item 2 > Net sales". Never part of a quote."""
     parts: list[str] = []
-    if facts.title and not facts.title_composed:
+    headings = [h for h in heading_path or [] if h]
+    # A title that is also the first heading (a paper's title, a page's first heading)
+    # is said once.
+    if facts.title and not facts.title_composed and facts.title not in headings[:1]:
         parts.append(facts.title)
     if facts.organisations:
         parts.append(", ".join(facts.organisations[:3]))
@@ -173,9 +178,8 @@ def contextual_header(facts: DocumentFacts, heading_path: list[str] | None) -> s
     when = describe_period(facts.period, facts.period_end)
     if when:
         parts.append(when)
-    heading = " > ".join(h for h in heading_path or [] if h)
-    if heading:
-        parts.append(heading)
+    if headings:
+        parts.append(" > ".join(headings))
     return HEADER_SEPARATOR.join(parts)
 
 

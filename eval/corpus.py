@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import tenants
+from core.document_facts import HEADER_VERSION
 from core.errors import NotFound
 from core.models import Chunk, Document, DocumentStatus, Tenant
 from core.settings import Settings
@@ -67,6 +68,7 @@ def corpus_fingerprint(settings: Settings, dataset: Dataset) -> str:
         str(settings.retrieval.bm25_k1),
         str(settings.retrieval.bm25_b),
         f"tokenizer-{TOKENIZER_VERSION}",
+        f"header-{HEADER_VERSION}",
     )
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 

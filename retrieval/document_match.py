@@ -16,13 +16,15 @@ another tenant's organisation names never shape this tenant's filters or prefere
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.document_facts import (
@@ -39,6 +41,10 @@ from core.document_facts import (
 from core.models import Document, DocumentStatus
 from core.tenancy import TenantScope, scoped
 
+# Catalogues of the tenants searched most recently, by tenant id: (change key, catalogue).
+_CACHE: OrderedDict[str, tuple[tuple[int, str], DocumentCatalogue]] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_TENANTS = 256
 FILTER_FIELDS = ("organisation", "period", "document_type", "title", "metadata")
 Strategy = Literal["filter", "boost", "off"]
 Scalar = str | int | float | bool
@@ -104,11 +110,34 @@ class DocumentCatalogue:
     def load(
         cls, session: Session, scope: TenantScope, within: Iterable[str] | None = None
     ) -> DocumentCatalogue:
+        """The tenant's ready documents (those in ``within``, when given). Read from SQL
+        when they changed since the last call in this process, else from a cache: a
+        tenant with 10k documents would otherwise spend ~100 ms per search here."""
+        key_stmt = scoped(
+            select(func.count(Document.id), func.max(Document.updated_at)), Document, scope
+        ).where(Document.status == DocumentStatus.READY)
+        count, last_change = session.execute(key_stmt).one()
+        key = (count, str(last_change))
+        with _CACHE_LOCK:
+            cached = _CACHE.get(scope.tenant_id)
+        if cached is None or cached[0] != key:
+            cached = (key, cls._read(session, scope))
+            with _CACHE_LOCK:
+                _CACHE[scope.tenant_id] = cached
+                _CACHE.move_to_end(scope.tenant_id)
+                while len(_CACHE) > _CACHE_TENANTS:
+                    _CACHE.popitem(last=False)
+        catalogue = cached[1]
+        if within is None:
+            return catalogue
+        wanted = set(within)
+        return cls([e for e in catalogue.entries if e.id in wanted])
+
+    @classmethod
+    def _read(cls, session: Session, scope: TenantScope) -> DocumentCatalogue:
         stmt = scoped(select(Document), Document, scope).where(
             Document.status == DocumentStatus.READY
         )
-        if within is not None:
-            stmt = stmt.where(Document.id.in_(list(within)))
         entries = []
         for document in session.scalars(stmt):
             facts = facts_of(document)
