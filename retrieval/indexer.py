@@ -69,7 +69,10 @@ def index_texts(session: Session, scope: TenantScope, chunks: Sequence[Chunk]) -
     stmt = scoped(select(Document), Document, scope).where(
         Document.id.in_({c.document_id for c in chunks})
     )
-    facts = {d.id: facts_of(d) for d in session.scalars(stmt)}
+    # No autoflush: flushing the caller's pending writes here would hold SQLite's write
+    # lock through the embedding that follows, and block the progress updates.
+    with session.no_autoflush:
+        facts = {d.id: facts_of(d) for d in session.scalars(stmt)}
     return [index_text(c, facts.get(c.document_id)) for c in chunks]
 
 
