@@ -364,6 +364,13 @@ class RetrievalSettings(_Section):
         description="Most chunks of one document in a reranked result, when the search is "
         "not about one document (a filter or a question that names one lifts the cap).",
     )
+    fusion_dense_weight: float = Field(
+        default=0.4,
+        ge=0,
+        le=1,
+        description="Weight of the dense score in the score-fusion second stage (the rest "
+        "is BM25's), when no cross-encoder runs.",
+    )
     question_match: Literal["filter", "boost", "off"] = Field(
         default="filter",
         description="When a question names an organisation or a period that the tenant's "
@@ -539,6 +546,7 @@ ENV_NAMES: Mapping[str, tuple[str, str]] = {
     "rerank_min_score": ("retrieval", "rerank_min_score"),
     "rerank_max_per_document": ("retrieval", "rerank_max_per_document"),
     "question_match": ("retrieval", "question_match"),
+    "fusion_dense_weight": ("retrieval", "fusion_dense_weight"),
     "match_boost": ("retrieval", "match_boost"),
     "answer_top_k": ("answer", "top_k"),
     "refusal_min_rerank_score": ("answer", "refusal_min_rerank_score"),

@@ -46,6 +46,14 @@ _CACHE: OrderedDict[str, tuple[tuple[int, str], DocumentCatalogue]] = OrderedDic
 _CACHE_LOCK = threading.Lock()
 _CACHE_TENANTS = 256
 FILTER_FIELDS = ("organisation", "period", "document_type", "title", "metadata")
+# Questions about several periods at once: "compared to previous quarters", "over time".
+# ("Compared with the previous quarter" is not one: a 10-Q prints the prior period beside
+# the latest, so the latest filing answers it.)
+_ACROSS_PERIODS = re.compile(
+    r"\b(?:over time|trends?|each quarter|every quarter|these (?:quarters|periods|filings|"
+    r"reports|10-?qs)|across (?:the |all )?(?:quarters|periods|years|filings|reports|10-?qs)|"
+    r"(?:previous|prior|past|preceding|earlier) (?:quarters|periods|years|filings|reports|ones))\b"
+)
 Strategy = Literal["filter", "boost", "off"]
 Scalar = str | int | float | bool
 
@@ -264,7 +272,8 @@ def match_question(catalogue: DocumentCatalogue, question: str) -> DocumentMatch
     mentions = parse_periods(question)
     specific = [m for m in mentions if m.kind in ("quarter", "day")]
     years = [m for m in mentions if m.kind == "year"]
-    latest = any(m.kind == "latest" for m in mentions)
+    # "the latest quarter compared with previous quarters" is about every quarter.
+    latest = any(m.kind == "latest" for m in mentions) and not _ACROSS_PERIODS.search(lowered)
     pool = by_org or entries
     chosen: list[_Entry] = []
     used: list[PeriodMention] = []

@@ -144,12 +144,15 @@ def load_reranker(settings: Settings) -> Reranker:
     when none is configured or it cannot be loaded offline."""
     ref = settings.models.rerank_model
     if not ref:
-        return ScoreFusionReranker(reason=_NO_MODEL)
+        return ScoreFusionReranker(settings.retrieval.fusion_dense_weight, reason=_NO_MODEL)
     try:
         return CrossEncoderReranker(ref)
     except Exception as exc:  # offline and not cached, wrong path, not a cross-encoder...
         log.warning("cross-encoder %r unavailable, using score fusion: %s", ref, exc)
-        return ScoreFusionReranker(reason=f"cross-encoder {ref!r} unavailable ({exc})")
+        return ScoreFusionReranker(
+            settings.retrieval.fusion_dense_weight,
+            reason=f"cross-encoder {ref!r} unavailable ({exc})",
+        )
 
 
 def _min_max(values: Sequence[float | None]) -> list[float]:
