@@ -25,7 +25,12 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from core.document_facts import compose_title, parse_periods
+from core.models import Chunk, Document, DocumentStatus
+from core.tenancy import TenantScope, scoped
 from ingest.elements import ParsedElement
 
 # How much of the document's start is its cover (characters).
@@ -255,3 +260,38 @@ def _first_heading(elements: list[ParsedElement]) -> str | None:
         if element.type == "Title" and len(element.text.strip()) > 3:
             return " ".join(element.text.split())[:1024]
     return None
+
+
+def refresh_metadata(session: Session, scope: TenantScope, *, only_missing: bool = True) -> int:
+    """Extract the metadata of the tenant's documents again from their stored chunks (their
+    first pages stand in for the parsed cover) and ``documents.context``, without
+    re-parsing: for documents ingested before extraction existed (``ragkb reindex`` runs
+    it, then the rebuilt index carries the new headers). ``only_missing``: leave documents
+    that already have an organisation, a period or a type. Returns how many changed."""
+    stmt = scoped(select(Document), Document, scope).where(Document.status == DocumentStatus.READY)
+    changed = 0
+    for document in session.scalars(stmt):
+        if only_missing and (document.organisations or document.period or document.document_type):
+            continue
+        chunks = session.scalars(
+            scoped(select(Chunk), Chunk, scope)
+            .where(Chunk.document_id == document.id, Chunk.version == document.version)
+            .order_by(Chunk.ordinal)
+            .limit(12)
+        )
+        elements = [
+            ParsedElement("NarrativeText", line, chunk.page_start, list(chunk.heading_path or []))
+            for chunk in chunks
+            for line in chunk.text.splitlines()
+        ]
+        kind = "EML" if document.media_type == "message/rfc822" else ""
+        facts = extract_metadata(elements, document.context or {}, document.filename, kind)
+        document.organisations = facts.organisations
+        document.period = facts.period
+        document.period_end = facts.period_end
+        document.document_type = facts.document_type
+        if not document.title:
+            document.title = facts.title
+        document.context = {**(document.context or {}), **facts.as_context()}
+        changed += 1
+    return changed

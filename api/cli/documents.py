@@ -112,6 +112,7 @@ def reindex_command(
     one tenant or all: after a lost or corrupt index, or a restore."""
     from core.model_loading import force_offline
     from core.tenancy import TenantScope, scope_for_slug
+    from ingest.metadata import refresh_metadata
 
     force_offline()
     settings = get_settings()
@@ -123,6 +124,11 @@ def reindex_command(
             rows = tenants.list_tenants(session)
             scopes = [TenantScope.of(t) for t in rows]
         for scope in scopes:
+            # Documents ingested before metadata extraction get theirs from their chunks,
+            # so that the rebuilt points carry the contextual header.
+            refreshed = refresh_metadata(session, scope)
+            if refreshed:
+                console.print(f"tenant {scope.slug}: metadata extracted for {refreshed} documents")
             count = services.indexer.rebuild(scope, session)
             session.commit()  # each tenant's statistics as soon as its points are in
             console.print(f"tenant {scope.slug}: {count} chunks re-indexed")

@@ -14,11 +14,16 @@ from pathlib import Path
 import pypdfium2 as pdfium
 import pytest
 
+from core.db import Database
+from core.settings import Settings
+from core.tenancy import TenantScope
+from core.tenants import create_tenant
 from ingest.elements import ParsedElement
 from ingest.filetypes import detect
-from ingest.metadata import extract_metadata, file_title
+from ingest.metadata import extract_metadata, file_title, refresh_metadata
 from ingest.parsing import parse_file
 from tests.support.helpers import SHARED_DATA, make_settings
+from tests.support.indexed_docs import add_document
 
 SEC_DOCS = SHARED_DATA / "sec-10-q" / "docs"
 needs_sec = pytest.mark.skipif(
@@ -113,3 +118,29 @@ def test_a_company_named_only_in_the_running_header_is_found() -> None:
 
 def test_a_file_without_facts_is_titled_by_its_first_heading_or_name() -> None:
     assert extract_metadata(_elements("just some text"), {}, "notes.txt", "TXT").title == "notes"
+
+
+def test_documents_ingested_before_extraction_get_metadata_from_their_chunks(
+    settings: Settings,
+) -> None:
+    db = Database.from_settings(settings)
+    try:
+        with db.session() as session:
+            tenant = create_tenant(session, "acme")
+            scope = TenantScope(tenant.id, tenant.slug)
+            doc, _ = add_document(
+                session, scope,
+                ["FORM 10-Q\nFor the quarterly period ended April 1, 2023\n"
+                 "Commission File Number: 000-06217\nINTEL CORPORATION\n"
+                 "(Exact name of registrant as specified in its charter)",
+                 "Revenue was down 36%."],
+                filename="intel-q1.pdf",
+            )  # fmt: skip
+            doc.context = {"running_headers": ["Table of Contents"]}
+            assert refresh_metadata(session, scope) == 1
+            assert doc.organisations == ["Intel Corporation"]
+            assert doc.document_type == "Form 10-Q"
+            assert (doc.period, doc.period_end) == ("2023-Q1", date(2023, 4, 1))
+            assert refresh_metadata(session, scope) == 0  # only documents without any
+    finally:
+        db.dispose()
