@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -23,8 +24,10 @@ def add_document(
     tags: Sequence[str] = (),
     status: DocumentStatus = DocumentStatus.READY,
     version: int = 1,
+    user_metadata: Mapping[str, Any] | None = None,
 ) -> tuple[Document, list[Chunk]]:
-    """A document row with one chunk per text (not indexed yet)."""
+    """A document row with one chunk per text (not indexed yet); ``user_metadata``: what
+    the tenant said about it (upload ``metadata``)."""
     name = filename or f"doc-{uuid.uuid4().hex[:8]}.txt"
     doc = Document(
         tenant_id=scope.tenant_id,
@@ -33,6 +36,8 @@ def add_document(
         status=status,
         version=version,
         tags=list(tags),
+        user_metadata=dict(user_metadata or {}),
+        chunk_count=len(texts),
     )
     session.add(doc)
     session.flush()
