@@ -5,17 +5,19 @@ body) take them from here; no router defines a schema of its own."""
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from core.document_facts import DocumentFacts, facts_of
 from core.limits import TenantLimits
 from core.models import Document, DocumentStatus, EvalRun, EvalRunStatus, FeedbackRating, Tenant
 from core.settings import Settings
 from generation.answer import AnswerResult
 from generation.query_log import numbered_sources
 from generation.sources import Source
+from retrieval.document_match import FILTER_FIELDS, MetadataFilters
 
 # --- tenants, keys, chat workspaces, limits -----------------------------------------------
 
@@ -112,12 +114,48 @@ def limits_out(tenant: Tenant, settings: Settings) -> TenantLimitsOut:
 # --- documents ----------------------------------------------------------------------------
 
 
+class DocumentFactsOut(BaseModel):
+    """What a document is about: its title, organisation(s), the period it covers
+    ("2023-Q1", "2023", "2023-03-15") and the day that period ended, and its type."""
+
+    title: str | None = None
+    organisations: list[str] = Field(default_factory=list)
+    period: str | None = None
+    period_end: date | None = None
+    document_type: str | None = None
+
+    @classmethod
+    def of(cls, facts: DocumentFacts) -> DocumentFactsOut:
+        return cls(
+            title=facts.title,
+            organisations=list(facts.organisations),
+            period=facts.period,
+            period_end=facts.period_end,
+            document_type=facts.document_type,
+        )
+
+
 class DocumentOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    """A document. Its title, organisations, period, period_end and document_type are the
+    ones search and filters use: your ``metadata`` where it gives them (keys ``title``,
+    ``organisation``, ``period``, ``document_type``), else what ingestion extracted
+    (``extracted``)."""
 
     id: str
     filename: str
-    title: str | None
+    title: str | None = None
+    organisations: list[str] = Field(default_factory=list)
+    period: str | None = Field(default=None, examples=["2023-Q1"])
+    period_end: date | None = None
+    document_type: str | None = None
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Your own metadata (upload `metadata`, PATCH /v1/documents/{id}).",
+    )
+    extracted: DocumentFactsOut = Field(
+        default_factory=DocumentFactsOut,
+        description="What ingestion extracted from the file (before your metadata).",
+    )
     media_type: str
     sha256: str
     size_bytes: int
@@ -137,10 +175,48 @@ class DocumentOut(BaseModel):
 
     @classmethod
     def of(cls, document: Document) -> DocumentOut:
-        out = cls.model_validate(document)
-        out.progress = round(100.0 * (document.progress or 0.0), 1)
-        out.stage = _STAGES[document.status]
-        return out
+        effective = DocumentFactsOut.of(facts_of(document))
+        return cls(
+            **effective.model_dump(),
+            id=document.id,
+            filename=document.filename,
+            metadata=dict(document.user_metadata or {}),
+            extracted=DocumentFactsOut(
+                title=document.title,
+                organisations=list(document.organisations or []),
+                period=document.period,
+                period_end=document.period_end,
+                document_type=document.document_type,
+            ),
+            media_type=document.media_type,
+            sha256=document.sha256,
+            size_bytes=document.size_bytes,
+            version=document.version,
+            tags=list(document.tags or []),
+            status=document.status,
+            stage=_STAGES[document.status],
+            progress=round(100.0 * (document.progress or 0.0), 1),
+            error=document.error,
+            page_count=document.page_count,
+            chunk_count=document.chunk_count,
+            created_at=document.created_at,
+            updated_at=document.updated_at,
+        )
+
+
+class DocumentMetadataIn(BaseModel):
+    """New metadata for a document, merged into what it has (JSON merge patch): each key
+    given is set, a key set to null is removed, keys not given stay. With ``replace``,
+    ``metadata`` becomes the whole of it. Values: text, numbers, booleans or lists of them;
+    at most 50 keys and 8 KB. The keys title, organisation, period and document_type
+    override the extracted ones; changing them re-indexes the document's chunks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metadata: dict[str, Any] = Field(
+        examples=[{"department": "legal", "organisation": "Apple Inc.", "draft": None}]
+    )
+    replace: bool = Field(default=False, description="Replace the metadata instead of merging.")
 
 
 _STAGES = {
@@ -216,6 +292,13 @@ class QueryIn(BaseModel):
     rerank: bool = True
     document_ids: list[str] | None = Field(default=None, description="Only these documents.")
     tags: list[str] | None = Field(default=None, description="Only documents with these tags.")
+    filters: MetadataFilters | None = Field(
+        default=None,
+        description="Only documents whose metadata matches, e.g. "
+        '{"organisation": "Apple", "period": "2023-Q1"}. Allowed fields: '
+        + ", ".join(FILTER_FIELDS)
+        + ".",
+    )
     stream: bool = Field(default=False, description="Answer as Server-Sent Events.")
     conversation_id: str | None = Field(default=None, max_length=64)
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.db import Database
 from core.errors import RagkbError
@@ -59,15 +60,19 @@ def add_files(
     scope: TenantScope,
     files: list[tuple[Path, str]],
     tags: list[str],
+    metadata: Mapping[str, Any] | None = None,
 ) -> tuple[list[FileResult], list[FileResult]]:
-    """Store every file; returns (to process, already done or rejected)."""
+    """Store every file (each with ``metadata``, when given); returns (to process, already
+    done or rejected)."""
     todo: list[FileResult] = []
     done: list[FileResult] = []
     for path, name in files:
         result = FileResult(path=path, name=name)
         try:
             with db.session() as session, path.open("rb") as source:
-                added = add_document(session, settings, scope, name, source, tags=tags)
+                added = add_document(
+                    session, settings, scope, name, source, tags=tags, metadata=metadata
+                )
                 document = added.document
                 result.document_id = document.id
                 result.version = document.version

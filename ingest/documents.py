@@ -12,22 +12,25 @@ import logging
 import threading
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Literal
 
 from sqlalchemy import ColumnElement, cast, exists, func, literal, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from core.db import Database
+from core.document_facts import facts_of
+from core.errors import Conflict
 from core.limits import TenantLimits, check_upload_quota
-from core.models import Chunk, Document, DocumentStatus
+from core.models import Chunk, Document, DocumentStatus, Tenant
 from core.settings import Settings
 from core.tenancy import TenantScope, get_owned, scoped
 from ingest import storage
 from ingest.filetypes import detect
+from ingest.user_metadata import check_metadata, merge_metadata
 from services.container import Services
 
 log = logging.getLogger("ragkb.ingest")
@@ -56,13 +59,19 @@ def add_document(
     *,
     tags: Sequence[str] = (),
     title: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
     limits: TenantLimits | None = None,
 ) -> AddResult:
     """Store an upload and create its ``Document`` (queued); raises 413/415/422, and 429
     when a new document would take the tenant past ``limits`` (identical bytes again are
     the existing document, so they never count against the quota).
-    ``filename`` identifies the file across versions (the CLI passes relative paths)."""
+    ``filename`` identifies the file across versions (the CLI passes relative paths).
+
+    ``metadata`` is the tenant's (``ingest.user_metadata``); ``title`` is short for its
+    ``"title"`` key. A new version without ``metadata`` keeps the previous version's. Bytes
+    the tenant already has return that document unchanged (``PATCH`` changes its metadata)."""
     filename = _printable(filename).strip()[:1024] or "upload"
+    given = None if metadata is None else check_metadata(metadata)
     spooled = storage.spool(
         settings.files_dir, scope, source, settings.limits.max_upload_bytes, filename
     )
@@ -88,20 +97,24 @@ def add_document(
         storage.discard(spooled)
         raise
     path = storage.commit(settings.files_dir, scope, spooled)
-    previous = session.scalar(
-        scoped(select(func.max(Document.version)), Document, scope).where(
-            Document.filename == filename
-        )
-    )
+    previous = session.scalars(
+        scoped(select(Document), Document, scope)
+        .where(Document.filename == filename)
+        .order_by(Document.version.desc())
+        .limit(1)
+    ).first()
+    user_metadata = dict(given if given is not None else previous.user_metadata if previous else {})
+    if title and title.strip():
+        user_metadata["title"] = title.strip()
     document = Document(
         tenant_id=scope.tenant_id,
         filename=filename,
-        title=title,
+        user_metadata=check_metadata(user_metadata),
         media_type=detected.media_type,
         sha256=spooled.sha256,
         size_bytes=spooled.size,
         storage_path=storage.relative_path(settings.files_dir, path),
-        version=(previous or 0) + 1,
+        version=(previous.version if previous else 0) + 1,
         tags=sorted(set(tags)),
         status=DocumentStatus.QUEUED,
         progress=0.0,
@@ -214,6 +227,77 @@ def document_chunks(session: Session, scope: TenantScope, document_id: str) -> l
         .order_by(Chunk.version, Chunk.ordinal)
     )
     return list(session.scalars(stmt))
+
+
+# A document whose contextual header changed is re-indexed within the request up to this
+# many chunks (a few seconds of embedding on a CPU); a larger one by a queued task.
+REINDEX_INLINE_MAX_CHUNKS = 200
+
+Reindex = Literal["none", "done", "queued"]
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataUpdate:
+    document: Document
+    # "done": its points were re-indexed here; "queued": the caller submits
+    # ``TaskName.REINDEX_DOCUMENT`` once committed; "none": the header did not change, or
+    # the document is not indexed yet (ingestion will read the new metadata).
+    reindex: Reindex
+
+
+def update_metadata(
+    session: Session,
+    services: Services,
+    scope: TenantScope,
+    document_id: str,
+    changes: Mapping[str, Any],
+    *,
+    replace: bool = False,
+    inline_max_chunks: int | None = REINDEX_INLINE_MAX_CHUNKS,
+) -> MetadataUpdate:
+    """Change a document's metadata: ``changes`` merged into it (``null`` removes a key;
+    ``replace``: ``changes`` is the whole new metadata). Filters see it once committed.
+
+    The keys title, organisation, period and document_type are part of the contextual
+    header indexed with every chunk; when the header changes, a ready document's chunks
+    are re-indexed: here when it has at most ``inline_max_chunks`` (None: any number),
+    else the result says ``queued``. Another tenant's id is a 404."""
+    document = get_document(session, scope, document_id)
+    if document.status == DocumentStatus.DELETING:
+        raise Conflict(f"document {document_id!r} is being deleted")
+    before = facts_of(document)
+    base: Mapping[str, Any] = {} if replace else (document.user_metadata or {})
+    document.user_metadata = merge_metadata(base, changes)
+    # The row is locked from here to the commit (PostgreSQL): a delete waits for the
+    # re-index, so it never leaves points behind.
+    session.flush()
+    if facts_of(document) == before or document.status != DocumentStatus.READY:
+        return MetadataUpdate(document, "none")
+    if inline_max_chunks is not None and document.chunk_count > inline_max_chunks:
+        return MetadataUpdate(document, "queued")
+    services.indexer.index(scope, session, document_chunks(session, scope, document.id))
+    return MetadataUpdate(document, "done")
+
+
+def reindex_document(services: Services, tenant_id: str, document_id: str) -> int | None:
+    """Re-index one ready document's chunks with its current contextual header (the
+    queued half of :func:`update_metadata`); returns the chunks indexed, None when the
+    document is gone or not ready (ingestion then reads the current metadata itself)."""
+    with services.db.session() as session:
+        tenant = session.get(Tenant, tenant_id)
+        if tenant is None:
+            return None
+        scope = TenantScope.of(tenant)
+        document = session.scalars(
+            scoped(select(Document), Document, scope)
+            .where(Document.id == document_id)
+            .with_for_update()  # a delete waits until these points are written
+        ).first()
+        if document is None or document.status != DocumentStatus.READY:
+            return None
+        chunks = document_chunks(session, scope, document_id)
+        services.indexer.index(scope, session, chunks)
+        return len(chunks)
 
 
 def delete_document(

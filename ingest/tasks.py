@@ -1,5 +1,6 @@
 """Ingestion's task bodies, registered by name with the task layer (:mod:`tasks.registry`):
-processing one document (:func:`ingest.pipeline.process_document`) and reaping interrupted
+processing one document (:func:`ingest.pipeline.process_document`), re-indexing one whose
+metadata changed (:func:`ingest.documents.reindex_document`) and reaping interrupted
 ones (:func:`ingest.pipeline.reap_interrupted`). Where they run (a thread of this process
 or a Celery worker) is the task layer's business; each gets the process's ``Services``.
 """
@@ -7,6 +8,7 @@ or a Celery worker) is the task layer's business; each gets the process's ``Serv
 from __future__ import annotations
 
 from core.settings import Settings
+from ingest.documents import reindex_document
 from ingest.errors import TransientError
 from ingest.pipeline import process_document, queued_documents, reap_interrupted
 from services.container import Services
@@ -25,6 +27,13 @@ def process_document_task(
     """A queued document processed; returns its final status (None: not ours to process)."""
     status = process_document(services, tenant_id, document_id, final_attempt=final_attempt)
     return status.value if status else None
+
+
+@task(TaskName.REINDEX_DOCUMENT)
+def reindex_document_task(services: Services, tenant_id: str, document_id: str) -> int | None:
+    """A ready document's chunks indexed again with its current contextual header; returns
+    how many (None: the document is gone or not ready)."""
+    return reindex_document(services, tenant_id, document_id)
 
 
 @task(TaskName.REAP_INTERRUPTED)

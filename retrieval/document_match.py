@@ -207,9 +207,16 @@ def _matches_filters(entry: _Entry, filters: MetadataFilters) -> bool:
 
 
 def _same(have: Any, wanted: Any) -> bool:
-    if isinstance(have, str) and isinstance(wanted, str):
-        return have.strip().lower() == wanted.strip().lower()
-    return bool(have == wanted)
+    # Compared as text: the CLI and the portal send every value as a string ("2024").
+    return _as_text(have) == _as_text(wanted)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip().lower()
 
 
 def _names_organisation(entry: _Entry, value: str) -> bool:

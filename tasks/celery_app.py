@@ -105,6 +105,12 @@ def task_options(settings: Settings) -> dict[TaskName, dict[str, Any]]:
             "time_limit": ingest_limit,
             "soft_time_limit": int(ingest_limit * 0.9),
         },
+        # Re-embedding one document's chunks: bounded like processing it.
+        TaskName.REINDEX_DOCUMENT: {
+            "acks_late": True,
+            "time_limit": ingest_limit,
+            "soft_time_limit": int(ingest_limit * 0.9),
+        },
         # An eval run outlasts any one document: its own, longer limit.
         TaskName.EVAL_RUN: {
             "acks_late": True,

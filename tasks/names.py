@@ -17,6 +17,8 @@ from fnmatch import fnmatchcase
 
 class TaskName(StrEnum):
     INGEST_DOCUMENT = "ragkb.ingest.process_document"
+    # One document's chunks indexed again with its current metadata (after a PATCH).
+    REINDEX_DOCUMENT = "ragkb.ingest.reindex_document"
     EVAL_RUN = "ragkb.eval.run"
     REAP_INTERRUPTED = "ragkb.maintenance.reap_interrupted"
 

@@ -5,8 +5,8 @@ database and data directory (no API key needed locally).
 
 This module builds ``app`` (the console script ``ragkb = "api.cli:app"``) from the
 commands of its modules, one per area: ``server`` (serve, worker, init, db), ``admin``
-(tenants, keys), ``questions`` (search, ask), ``documents`` (ingest, reindex, backup,
-restore) and ``evaluation`` (eval); ``common`` holds what they share.
+(tenants, keys), ``questions`` (search, ask), ``documents`` (ingest, set-meta, reindex,
+backup, restore) and ``evaluation`` (eval); ``common`` holds what they share.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ app.command()(server.init)
 app.command("search")(questions.search_command)
 app.command("ask")(questions.ask_command)
 app.command()(documents.ingest)
+app.command("set-meta")(documents.set_meta_command)
 app.command()(server.worker)
 app.command("reindex")(documents.reindex_command)
 app.command("backup")(documents.backup_command)

@@ -1,6 +1,7 @@
 """A tenant's documents from the command line: ``ragkb ingest`` (store, parse, chunk and
-index files), ``ragkb reindex`` (rebuild the index from the stored chunks), and
-``ragkb backup`` / ``ragkb restore`` (one tenant's rows and files)."""
+index files), ``ragkb set-meta`` (a document's metadata), ``ragkb reindex`` (rebuild the
+index from the stored chunks), and ``ragkb backup`` / ``ragkb restore`` (one tenant's rows
+and files)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from api.cli.common import cli_services, cli_session, console, err_console, reported_errors
+from api.cli.common import (
+    cli_services,
+    cli_session,
+    console,
+    err_console,
+    metadata_of,
+    reported_errors,
+)
 from core import tenants
 from core.settings import get_settings
 
@@ -20,6 +28,12 @@ def ingest(
     paths: list[Path] = typer.Argument(..., help="Files or folders (folders recursively)."),
     tenant: str = typer.Option(..., "--tenant", help="Tenant slug."),
     tags: str = typer.Option("", help="Comma-separated tags for every file."),
+    meta: list[str] = typer.Option(
+        None,
+        "--meta",
+        help="Metadata for every file, as key=value (repeatable; a repeated key is a list). "
+        "title, organisation, period and document_type override the extracted ones.",
+    ),
 ) -> None:
     """Ingest files: store, parse, chunk and index each one, with a progress bar per file
     and a summary table at the end (exit code 1 when a file failed)."""
@@ -28,11 +42,15 @@ def ingest(
     from core.model_loading import force_offline
     from core.tenancy import scope_for_slug
     from ingest import batch
+    from ingest.user_metadata import check_metadata
     from services.container import build_services
     from tasks.names import TaskName
     from tasks.queue import CeleryQueue
 
     force_offline()
+    pairs = {k: v for k, v in metadata_of(meta).items() if v is not None}
+    with reported_errors():  # invalid metadata: a message before any file is stored
+        metadata = check_metadata(pairs) if pairs else None
     settings = get_settings()
     settings.ensure_dirs()
     try:
@@ -47,7 +65,7 @@ def ingest(
     db = services.db
     tag_list = sorted({t.strip() for t in tags.split(",") if t.strip()})
     try:
-        todo, results = batch.add_files(settings, db, scope, files, tag_list)
+        todo, results = batch.add_files(settings, db, scope, files, tag_list, metadata)
         columns = (
             TextColumn("{task.description}", markup=False),
             BarColumn(),
@@ -103,6 +121,44 @@ def _ingest_summary(results: list[Any]) -> None:
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
     console.print(", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+
+
+def set_meta_command(
+    document_id: str = typer.Argument(..., help="The document's id."),
+    pairs: list[str] = typer.Argument(
+        None,
+        help="key=value to set (a repeated key is a list), key= to remove a key.",
+        show_default=False,
+    ),
+    tenant: str = typer.Option(..., "--tenant", help="Tenant slug."),
+    replace: bool = typer.Option(
+        False, "--replace", help="The pairs become the whole metadata (none: clear it)."
+    ),
+) -> None:
+    """Change a document's metadata, as PATCH /v1/documents/{id} does; when its title,
+    organisation, period or document_type change, its chunks are re-indexed here."""
+    import json
+
+    from core.model_loading import force_offline
+    from core.tenancy import scope_for_slug
+    from ingest.documents import update_metadata
+
+    changes = metadata_of(pairs, "metadata")
+    if not changes and not replace:
+        err_console.print("[red]error:[/red] give key=value pairs (or --replace to clear)")
+        raise typer.Exit(2)
+    force_offline()
+    settings = get_settings()
+    with cli_services(settings) as services, services.db.session() as session:
+        scope = scope_for_slug(session, tenant)
+        update = update_metadata(
+            session, services, scope, document_id, changes, replace=replace, inline_max_chunks=None
+        )
+        metadata = dict(update.document.user_metadata or {})
+        chunks = update.document.chunk_count
+    typer.echo(json.dumps(metadata, ensure_ascii=False, indent=2, sort_keys=True))
+    if update.reindex == "done":
+        console.print(f"re-indexed its {chunks} chunks with the new header")
 
 
 def reindex_command(

@@ -6,8 +6,14 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from api.cli.common import cli_services, console, err_console
+from api.cli.common import cli_services, console, err_console, filters_of
 from core.settings import get_settings
+
+_FILTER_HELP = (
+    "Only documents whose metadata matches, as key=value (repeatable; a repeated key "
+    "matches any of its values): organisation, period, document_type, title, or meta.KEY "
+    "for your own metadata. E.g. --filter organisation=Apple --filter period=2023-Q1."
+)
 
 
 def search_command(
@@ -16,6 +22,7 @@ def search_command(
     top_k: int = typer.Option(10, "--top-k", min=1, max=100, help="Chunks to show."),
     mode: str = typer.Option("hybrid", help="dense, bm25 or hybrid."),
     rerank: bool = typer.Option(True, "--rerank/--no-rerank", help="Run the second stage."),
+    filters: list[str] = typer.Option(None, "--filter", help=_FILTER_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON the API returns."),
 ) -> None:
     """Search a tenant's chunks, as POST /v1/search does."""
@@ -27,8 +34,11 @@ def search_command(
     from retrieval.search import SearchRequest, search
 
     force_offline()
+    metadata_filters = filters_of(filters)
     try:
-        request = SearchRequest(query=query, top_k=top_k, mode=mode, rerank=rerank)
+        request = SearchRequest(
+            query=query, top_k=top_k, mode=mode, rerank=rerank, filters=metadata_filters
+        )
     except ValidationError as exc:
         err_console.print(f"[red]error:[/red] {exc.errors()[0]['msg']}")
         raise typer.Exit(2) from exc
@@ -52,7 +62,7 @@ def search_command(
         table.add_row(str(rank), f"{hit.score:.3f}", hit.filename, page, snippet)
     console.print(table)
     timings = ", ".join(f"{k} {v:.0f}" for k, v in response.timings.items())
-    console.print(f"second stage: {response.reranker}; {timings}")
+    console.print(f"second stage: {response.reranker}; documents: {response.documents}; {timings}")
 
 
 def ask_command(
@@ -63,6 +73,7 @@ def ask_command(
     ),
     mode: str = typer.Option("hybrid", help="dense, bm25 or hybrid."),
     stream: bool = typer.Option(True, "--stream/--no-stream", help="Print tokens as they come."),
+    filters: list[str] = typer.Option(None, "--filter", help=_FILTER_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON the API returns."),
 ) -> None:
     """Answer a question from a tenant's documents, with citations, as POST /v1/query does."""
@@ -79,6 +90,7 @@ def ask_command(
     force_offline()
     settings = get_settings()
     top_k = top_k or settings.answer.top_k
+    metadata_filters = filters_of(filters)
     try:  # the same validation as the API's
         SearchRequest(query=question, top_k=top_k, mode=mode)
     except ValidationError as exc:
@@ -86,7 +98,12 @@ def ask_command(
         raise typer.Exit(2) from exc
     with cli_services(settings) as services, services.db.session() as session:
         scope = scope_for_slug(session, tenant)
-        asked = Question(text=question, top_k=top_k, mode=mode)  # type: ignore[arg-type]
+        asked = Question(
+            text=question,
+            top_k=top_k,
+            mode=mode,  # type: ignore[arg-type]
+            filters=metadata_filters,
+        )
         retrieved = retrieve(services, session, scope, asked)
         result: AnswerResult | None = None
         # GeneratorUnavailable is a RagkbError: cli_services reports it.

@@ -70,6 +70,7 @@ def query(
         rerank=body.rerank,
         document_ids=body.document_ids,
         tags=body.tags,
+        filters=body.filters,
         conversation_id=body.conversation_id,
     )
     if not body.stream:

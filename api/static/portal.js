@@ -106,8 +106,17 @@ function documentRow(doc) {
   const statusCell = cell(`${doc.status}${progress}`, `status-${doc.status}`);
   if (doc.error) statusCell.title = doc.error;
   const uploaded = doc.created_at ? new Date(doc.created_at).toLocaleString() : "";
+  const fileCell = cell(doc.filename, "file");
+  const about = [(doc.organisations || []).join(", "), doc.document_type, doc.period].filter(Boolean).join(" · ");
+  if (about) {
+    const line = document.createElement("div");
+    line.className = "about muted";
+    line.textContent = about;
+    fileCell.append(line);
+  }
+  if (doc.metadata && Object.keys(doc.metadata).length) fileCell.title = `metadata: ${JSON.stringify(doc.metadata)}`;
   tr.append(
-    cell(doc.filename, "file"), cell(doc.media_type), cell(doc.page_count), cell(doc.chunk_count),
+    fileCell, cell(doc.media_type), cell(doc.page_count), cell(doc.chunk_count),
     cell(doc.version), statusCell, cell((doc.tags || []).join(", ")), cell(uploaded),
   );
   const actions = document.createElement("td");
@@ -169,11 +178,36 @@ function uploadItem(file) {
   return { li, bar, state };
 }
 
+// The metadata box: a JSON object as typed (the server checks it), or key=value lines
+// (a repeated key becomes a list).
+function uploadMetadata() {
+  const text = $("upload-meta").value.trim();
+  if (!text || text.startsWith("{")) return text;
+  const metadata = {};
+  for (const line of text.split("\n").map((l) => l.trim()).filter(Boolean)) {
+    const cut = line.indexOf("=");
+    if (cut <= 0) throw new Error(`metadata: write "${line}" as key=value`);
+    const key = line.slice(0, cut).trim();
+    const value = line.slice(cut + 1).trim();
+    if (!(key in metadata)) metadata[key] = value;
+    else metadata[key] = [].concat(metadata[key], value);
+  }
+  return JSON.stringify(metadata);
+}
+
 function uploadOne(file, item = uploadItem(file)) {
   const form = new FormData();
   form.append("files", file, file.name);
   const tags = $("upload-tags").value.trim();
   if (tags) form.append("tags", tags);
+  let metadata;
+  try {
+    metadata = uploadMetadata();
+  } catch (err) {
+    showFailed(item, err.message, file, null);
+    return;
+  }
+  if (metadata) form.append("metadata", metadata);
   const xhr = new XMLHttpRequest();
   xhr.open("POST", "/v1/documents");
   xhr.setRequestHeader("Authorization", `Bearer ${apiKey}`);
@@ -270,7 +304,7 @@ async function ask(question) {
     const response = await api("/v1/query", {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-      body: JSON.stringify({ question, stream: true }),
+      body: JSON.stringify({ question, stream: true, ...askFilters() }),
     });
     await readEvents(response, handleEvent);
   } catch (err) {
@@ -278,6 +312,16 @@ async function ask(question) {
   } finally {
     $("ask-button").disabled = false;
   }
+}
+
+// The optional organisation / period inputs, as the query's metadata filters.
+function askFilters() {
+  const filters = {};
+  const organisation = $("ask-organisation").value.trim();
+  const period = $("ask-period").value.trim();
+  if (organisation) filters.organisation = organisation;
+  if (period) filters.period = period;
+  return Object.keys(filters).length ? { filters } : {};
 }
 
 async function readEvents(response, onEvent) {

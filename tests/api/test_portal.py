@@ -197,3 +197,32 @@ def test_ask_a_question_and_open_a_citation(
     page.click("#thumb-up")  # type: ignore[attr-defined]
     page.wait_for_selector("#feedback-status:has-text('Thanks')")  # type: ignore[attr-defined]
     shot(page, "07-feedback-given")
+
+
+def test_upload_with_metadata_and_ask_within_an_organisation(
+    page: object, tenant_a: TenantCredentials, tmp_path: Path
+) -> None:
+    memo = tmp_path / "remote-memo.md"
+    memo.write_text("# Remote work\n\nEmployees may work remotely up to two days per week.\n")
+    sign_in(page, tenant_a.key)
+    page.wait_for_selector("#app:not([hidden])")  # type: ignore[attr-defined]
+    page.fill("#upload-meta", "key without value")  # type: ignore[attr-defined]
+    _upload(page, [memo])
+    failed = page.wait_for_selector("#uploads li .state.failed")  # type: ignore[attr-defined]
+    assert "key=value" in failed.text_content()
+    page.fill("#upload-meta", "organisation=Globex Corporation\ndepartment=legal")  # type: ignore[attr-defined]
+    _upload(page, [memo])
+    page.wait_for_selector("#uploads li .state.ready", timeout=120_000)  # type: ignore[attr-defined]
+    row = page.wait_for_selector("#docs tbody tr:has-text('remote-memo.md')")  # type: ignore[attr-defined]
+    assert "Globex Corporation" in row.text_content()
+    question = "How many days per week may employees work remotely?"
+    page.fill("#question", question)  # type: ignore[attr-defined]
+    page.fill("#ask-organisation", "Globex")  # type: ignore[attr-defined]
+    page.click("#ask-button")  # type: ignore[attr-defined]
+    chip = page.wait_for_selector("#citations .chip", timeout=60_000)  # type: ignore[attr-defined]
+    assert "remote-memo.md" in chip.text_content()
+    page.fill("#ask-organisation", "Initech")  # type: ignore[attr-defined]
+    page.press("#ask-organisation", "Enter")  # type: ignore[attr-defined]
+    page.wait_for_selector("#refused-note:not([hidden])", timeout=60_000)  # type: ignore[attr-defined]
+    assert page.locator("#citations .chip").count() == 0  # type: ignore[attr-defined]
+    shot(page, "08-metadata-and-filter")

@@ -81,6 +81,9 @@ NAMES_ADDED_SINCE = [
     "ingest_pdf_parser",
     "ingest_pdf_page_timeout_s",
     "chunk_table_max_tokens",
+    "question_match",
+    "fusion_dense_weight",
+    "match_boost",
 ]
 
 

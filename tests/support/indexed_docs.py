@@ -36,6 +36,7 @@ def add_document(
         status=status,
         version=version,
         tags=list(tags),
+        chunk_count=len(texts),
         **facts,
     )
     session.add(doc)
