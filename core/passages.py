@@ -26,6 +26,11 @@ class Passage:
     # The page numbers printed on those pages ("43" or "43-44"), where they differ from
     # the physical pages (a cover and contents before page 1).
     printed_pages: str | None = None
+    # What the document is about (``core.document_facts``): its title, organisations and
+    # period, so that a prompt and a refusal can say which filing a passage is from.
+    document_title: str | None = None
+    organisations: Sequence[str] = field(default_factory=tuple)
+    period: str | None = None
 
     @property
     def heading(self) -> str | None:

@@ -1,11 +1,15 @@
 """The embedded generator: an extractive answer, so the product answers with citations on
 a machine with no GPU and no LLM server.
 
-It quotes the source sentences that best match the question (IDF-weighted term overlap,
-with a preference for better-ranked sources, and only from documents that mention the
-names the question asks about when some do), each followed by its [n] marker, in the
-order of the sources. Its output then goes through the same marker filter, citation
-and refusal code as an LLM's.
+A question that asks for a figure is answered from the table row and column it names,
+figure first ("Total net sales for the three months ended December 31, 2022: $117,154
+million [1]"), with changes and ratios computed from the cited rows
+(``generation.figure_answers``). Other questions get the source sentences that best match
+them (IDF-weighted term overlap, with a preference for better-ranked sources, and only
+from documents that mention the names the question asks about when some do), the best
+first, each followed by its [n] marker; when no sentence covers ``min_overlap`` of the
+question, it says it cannot answer. Its output then goes through the same marker filter,
+citation and refusal code as an LLM's.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from generation.prompts import Prompt
+from generation.figure_answers import figure_answer
+from generation.prompts import NO_ANSWER_SENTENCE, Prompt
 from generation.text import (
     idf_weights,
     overlap_score,
@@ -78,9 +83,16 @@ class ExtractiveGenerator:
 
     name = "extractive"
 
-    def __init__(self, max_sentences: int = 3, *, rank_prior: float = _RANK_PRIOR) -> None:
+    def __init__(
+        self,
+        max_sentences: int = 3,
+        *,
+        rank_prior: float = _RANK_PRIOR,
+        min_overlap: float = 0.0,
+    ) -> None:
         self.max_sentences = max_sentences
         self.rank_prior = rank_prior
+        self.min_overlap = min_overlap
 
     def select(self, prompt: Prompt) -> list[tuple[int, str]]:
         """(source number, sentence) pairs for the answer, in source order."""
@@ -112,10 +124,28 @@ class ExtractiveGenerator:
             floor = best_overlap * 0.5  # keep the answer to sentences that really match
             ranked = sorted(units, key=score, reverse=True)
             chosen = [u for u in ranked if overlap(u) >= floor][: self.max_sentences]
-        chosen.sort(key=lambda u: (u.n, u.position))
+        # The best sentence first: the answer comes before what surrounds it.
         return [(u.n, u.text) for u in chosen]
 
+    def best_overlap(self, prompt: Prompt) -> float:
+        """How much of the question the best sentence of the focused sources covers (0..1):
+        below ``min_overlap`` nothing answers it."""
+        numbers = _focus(prompt)
+        question_terms = set(terms(prompt.question))
+        units = [
+            frozenset(terms(text)) for n in numbers for text in _units(prompt.sources[n - 1].text)
+        ]
+        if not units or not question_terms:
+            return 0.0
+        idf = idf_weights(units)
+        return max(overlap_score(question_terms, u, idf) for u in units)
+
     def generate(self, prompt: Prompt) -> str:
+        figure = figure_answer(prompt, _focus(prompt))
+        if figure is not None:
+            return figure
+        if self.best_overlap(prompt) < self.min_overlap:
+            return NO_ANSWER_SENTENCE
         return " ".join(f"{text} [{n}]" for n, text in self.select(prompt))
 
     def stream(self, prompt: Prompt) -> Iterator[str]:

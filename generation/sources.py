@@ -30,6 +30,9 @@ class Source(Passage):
             page_end=passage.page_end,
             heading_path=tuple(passage.heading_path or ()),
             printed_pages=passage.printed_pages,
+            document_title=passage.document_title,
+            organisations=tuple(passage.organisations or ()),
+            period=passage.period,
             score=float(score),
             scores=dict(scores or {}),
         )

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from core.document_facts import facts_of
 from core.errors import BadRequest
 from core.language import Detection, detect_language
 from core.models import Chunk, Document, DocumentStatus
@@ -299,7 +300,8 @@ def _hydrate(
     for point in points:
         if point.id not in rows:
             continue
-        chunk, filename = rows[point.id]
+        chunk, document = rows[point.id]
+        facts = facts_of(document)
         scores: dict[str, float] = {}
         if dense_query is not None and point.dense is not None:
             scores["dense"] = float(np.dot(dense_query, np.asarray(point.dense, np.float32)))
@@ -314,7 +316,10 @@ def _hydrate(
             SearchHit(
                 chunk_id=chunk.id,
                 document_id=chunk.document_id,
-                filename=filename,
+                filename=document.filename,
+                document_title=facts.title,
+                organisations=tuple(facts.organisations),
+                period=facts.period,
                 version=chunk.version,
                 ordinal=chunk.ordinal,
                 text=chunk.text,
@@ -331,8 +336,8 @@ def _hydrate(
 
 def _owned_chunks(
     session: Session, scope: TenantScope, chunk_ids: list[str]
-) -> dict[str, tuple[Chunk, str]]:
-    """Searchable chunks (with their filename) among ``chunk_ids`` that the tenant owns.
+) -> dict[str, tuple[Chunk, Document]]:
+    """Searchable chunks (with their document) among ``chunk_ids`` that the tenant owns.
 
     The batch form of ``core.tenancy.get_owned``: rows are looked up by primary key and the
     tenant is checked on each row. Putting the tenant condition in the SQL instead makes
@@ -340,14 +345,12 @@ def _owned_chunks(
     per search at 100k chunks.
     """
     stmt = (
-        select(Chunk, Document.filename)
+        select(Chunk, Document)
         .join(Document, Document.id == Chunk.document_id)
         .where(Chunk.id.in_(chunk_ids))
     )
     return {
-        chunk.id: (chunk, filename)
-        for chunk, filename, document_tenant in session.execute(
-            searchable(stmt.add_columns(Document.tenant_id))
-        )
-        if scope.owns(chunk) and scope.owns(document_tenant)
+        chunk.id: (chunk, document)
+        for chunk, document in session.execute(searchable(stmt))
+        if scope.owns(chunk) and scope.owns(document)
     }

@@ -1,0 +1,133 @@
+"""The embedded generator's answer to a question that asks for a figure: the figure first,
+with its unit, scale and period and its [n], then the row that supports it; a change
+between two periods or a ratio of two rows computed from the cited rows, with the
+formula. None when no table row names what is asked (the caller then quotes sentences).
+"""
+
+from __future__ import annotations
+
+from generation.figures import (
+    Figure,
+    Row,
+    Table,
+    asks_for_figure,
+    best_rows,
+    choose_column,
+    comparison_column,
+    figure_of,
+    format_amount,
+    is_change_question,
+    parse_tables,
+    percent,
+    ratio_parts,
+)
+from generation.prompts import Prompt
+
+# A row must name most of what it is (its label's terms) in the question's words.
+MIN_ROW_SCORE = 0.8
+
+
+def figure_answer(prompt: Prompt, numbers: list[int]) -> str | None:
+    """The answer, or None. ``numbers``: the sources worth reading, best first."""
+    question = prompt.question
+    if not asks_for_figure(question):
+        return None
+    tables = [(n, t) for n in numbers for t in parse_tables(prompt.sources[n - 1].text)]
+    if not tables:
+        return None
+    parts = ratio_parts(question)
+    if parts is not None:
+        ratio = _ratio(tables, question, parts)
+        if ratio is not None:
+            return ratio
+    rows = best_rows(tables, question)
+    if not rows or rows[0][0] < MIN_ROW_SCORE:
+        return None
+    _, n, table, row = rows[0]
+    column = choose_column(table, question)
+    figure = figure_of(table, row, column)
+    if figure is None:
+        return None
+    if is_change_question(question):
+        change = _change(table, row, column, figure, n)
+        if change is not None:
+            return change
+    return f"{_name(figure)}: {format_amount(figure.value, figure.unit)} [{n}]. {_support(row, n)}"
+
+
+def _period(column: str) -> str:
+    """ "Three Months Ended December 31, 2022" → "the three months ended December 31,
+    2022"; a balance-sheet date "September 30, 2023" → "September 30, 2023"."""
+    if not column:
+        return ""
+    words = column.split(" ")
+    if words[0].lower() in ("three", "six", "nine", "twelve"):
+        # "Three Months Ended" → "the three months ended"; the date keeps its capitals.
+        return "the " + " ".join(w.lower() if i < 3 else w for i, w in enumerate(words))
+    return column
+
+
+def _label(row: Row) -> str:
+    """ "Diluted" under "Earnings per share" → "Earnings per share, diluted"."""
+    if row.section and len(row.label.split()) == 1:
+        return f"{row.section}, {row.label[0].lower()}{row.label[1:]}"
+    return row.label
+
+
+def _name(figure: Figure) -> str:
+    when = _period(figure.column)
+    label = _label(figure.row)
+    if when.startswith("the "):
+        return f"{label} for {when}"
+    return f"{label} at {when}" if when else label
+
+
+def _support(row: Row, n: int) -> str:
+    return f"The statement reads: {row.line} [{n}]."
+
+
+def _change(table: Table, row: Row, column: int, figure: Figure, n: int) -> str | None:
+    other = comparison_column(table, column)
+    before = figure_of(table, row, other) if other is not None else None
+    if before is None or before.value == 0:
+        return None
+    difference = figure.value - before.value
+    share = percent(difference, abs(before.value))
+    sign = "+" if difference > 0 else ""
+    return (
+        f"{_label(row)} changed by {format_amount(difference, figure.unit)} ({sign}{share}%): "
+        f"{format_amount(figure.value, figure.unit)} for {_period(figure.column) or 'the period'}"
+        f" against {format_amount(before.value, before.unit)} for "
+        f"{_period(before.column) or 'the prior period'} [{n}]. Computed as "
+        f"({figure.printed} − {before.printed}) / {before.printed}. {_support(row, n)}"
+    )
+
+
+def _printed_percentages(table: Table) -> bool:
+    return any("%" in v for row in table.rows[:3] for v in row.values)
+
+
+def _ratio(tables: list[tuple[int, Table]], question: str, parts: tuple[str, str]) -> str | None:
+    tables = [(n, t) for n, t in tables if not _printed_percentages(t)]
+    numerators = best_rows(tables, parts[0])
+    if not numerators or numerators[0][0] < MIN_ROW_SCORE:
+        return None
+    _, n, table, top = numerators[0]
+    # The denominator from the same table: both operands of one period of one statement.
+    denominators = best_rows([(n, table)], parts[1], exclude=top.label)
+    if not denominators or denominators[0][0] < MIN_ROW_SCORE * 0.5:
+        return None
+    bottom = denominators[0][3]
+    column = choose_column(table, question)
+    a, b = figure_of(table, top, column), figure_of(table, bottom, column)
+    if a is None or b is None or b.value == 0:
+        return None
+    ratio = percent(a.value, b.value)
+    when = _period(a.column)
+    return (
+        f"{_label(top)} was {ratio}% of {_label(bottom).lower()}"
+        + (f" for {when}" if when.startswith("the ") else (f" at {when}" if when else ""))
+        + f" [{n}]. Computed as {a.printed} / {b.printed} "
+        f"({format_amount(a.value, a.unit)} / {format_amount(b.value, b.unit)}). "
+        f"{_support(top, n)} {_support(bottom, n)}"
+    )
