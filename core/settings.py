@@ -405,6 +405,14 @@ class AnswerSettings(_Section):
     extractive_max_sentences: int = Field(
         default=3, ge=1, description="Sentences the embedded (extractive) generator quotes."
     )
+    extractive_min_overlap: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        description="The embedded generator refuses when no sentence of the sources holds "
+        "this share of the question's (IDF-weighted) terms and no table row names what it "
+        "asks.",
+    )
 
 
 class LlmSettings(_Section):
@@ -552,6 +560,7 @@ ENV_NAMES: Mapping[str, tuple[str, str]] = {
     "refusal_min_rerank_score": ("answer", "refusal_min_rerank_score"),
     "refusal_min_dense_score": ("answer", "refusal_min_dense_score"),
     "extractive_max_sentences": ("answer", "extractive_max_sentences"),
+    "extractive_min_overlap": ("answer", "extractive_min_overlap"),
     "llm_base_url": ("llm", "base_url"),
     "llm_model": ("llm", "model"),
     "llm_api_key": ("llm", "api_key"),

@@ -22,6 +22,7 @@ from generation.refusal import (
     is_model_refusal,
     refusal_text,
     relevant_sources,
+    unsupported,
 )
 from generation.sources import Source
 from generation.tokens import get_token_counter
@@ -72,6 +73,8 @@ def stream_answer(
     """
     started = time.perf_counter()
     relevant = relevant_sources(sources, Thresholds.from_settings(settings), rerank_calibrated)
+    if unsupported(question, relevant) is not None:
+        relevant = []  # asked about a company or a quarter no source is about
     prompt = (
         build_prompt(
             question,

@@ -40,7 +40,10 @@ def build_generator(settings: Settings) -> Generator:
     and every call goes through it, so the circuit breaker sees all of them."""
     if settings.llm.base_url:
         return LLMClient.from_settings(settings)
-    return ExtractiveGenerator(max_sentences=settings.answer.extractive_max_sentences)
+    return ExtractiveGenerator(
+        max_sentences=settings.answer.extractive_max_sentences,
+        min_overlap=settings.answer.extractive_min_overlap,
+    )
 
 
 def readiness(generator: Generator) -> dict[str, Any]:

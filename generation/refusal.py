@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.document_facts import organisation_aliases, parse_periods
 from core.settings import Settings
 from generation.prompts import NO_ANSWER_SENTENCE
 from generation.sources import Source
-from generation.text import is_cjk
+from generation.text import is_cjk, question_entities, terms
 
 _NO_ANSWER_ZH = "知识库中没有这个问题的答案。"
 _CLOSEST_DOCUMENTS = 3
@@ -47,6 +48,48 @@ def relevant_sources(
     """The sources worth answering from, in their rank order. ``rerank_calibrated``: the
     ``rerank`` scores come from a cross-encoder (0..1), not from a rank-relative fusion."""
     return [s for s in sources if is_relevant(s, thresholds, rerank_calibrated)]
+
+
+# Capitalised words of questions that name no organisation: periods, forms, finance terms.
+_NOT_NAMES = frozenset(
+    terms(
+        "q1 q2 q3 q4 fy form 10-q 10-k 8-k gaap non-gaap usd eps r&d sg&a ceo cfo january "
+        "february march april may june july august september october november december "
+        "quarter fiscal company what how which when who why"
+    )
+)
+
+
+def unsupported(question: str, sources: list[Source]) -> str | None:
+    """Why no source can answer ``question``, judged on what the sources' documents are
+    about (``Source.organisations`` and ``period``) and their text; None when some can.
+
+    - The question names something (a capitalised name: "Tesla") that no source's text,
+      title or organisation mentions, while naming nothing that one does (judged only
+      when the sources' documents have known organisations).
+    - It names a quarter ("Q4 2021") and the sources come from documents with periods,
+      none of them that quarter.
+    """
+    if not sources:
+        return None
+    names = question_entities(question) - _NOT_NAMES
+    names = {n for n in names if not n.isdigit()}
+    # Only documents whose organisations are known can be said not to be about a name.
+    if names and any(s.organisations for s in sources):
+        known: set[str] = set()
+        for source in sources:
+            known |= set(terms(source.text))
+            known |= set(terms(source.document_title or ""))
+            for organisation in source.organisations:
+                for alias in organisation_aliases(organisation):
+                    known |= set(terms(alias))
+        if not names & known:
+            return f"no source mentions {', '.join(sorted(names))}"
+    quarters = {m.label for m in parse_periods(question) if m.kind == "quarter"}
+    periods = {s.period for s in sources if s.period}
+    if quarters and periods and not quarters & periods:
+        return f"no source covers {', '.join(sorted(quarters))}"
+    return None
 
 
 def closest_documents(sources: list[Source], limit: int = _CLOSEST_DOCUMENTS) -> list[Source]:

@@ -84,6 +84,7 @@ NAMES_ADDED_SINCE = [
     "question_match",
     "fusion_dense_weight",
     "match_boost",
+    "extractive_min_overlap",
 ]
 
 

@@ -12,6 +12,7 @@ from core.settings import Settings
 from core.tenancy import TenantScope
 from generation.answer import answer_question
 from generation.extractive import ExtractiveGenerator
+from generation.prompts import PROMPT_VERSION
 from generation.query_log import record_feedback, record_query
 from generation.sources import Source
 
@@ -57,7 +58,7 @@ def test_query_log_and_feedback_round_trip(any_db_settings: Settings) -> None:
             assert row.sources[0]["n"] == 1 and row.sources[0]["scores"] == {"dense": 0.7}
             assert row.timings == {"retrieve_ms": 1.5, "generate_ms": 2.0, "total_ms": 4.0}
             assert row.feedback is FeedbackRating.UP and row.feedback_comment == "spot on"
-            assert row.generator == "extractive" and row.prompt_version == "answer-v1"
+            assert row.generator == "extractive" and row.prompt_version == PROMPT_VERSION
             assert not row.refused and not row.uncited and row.created_at.tzinfo is not None
     finally:
         db.dispose()
