@@ -149,8 +149,8 @@ def parse_tables(text: str) -> list[Table]:
             if line:
                 caption.append(line)
             continue
-        cells = [""] + _cells(line[1:]) if line.startswith("|") else _cells(line)
-        label, rest = cells[0], [c for c in cells[1:]]
+        cells = ["", *_cells(line[1:])] if line.startswith("|") else _cells(line)
+        label, rest = cells[0], cells[1:]
         values = [c for c in rest if c]
         if values and all(_YEAR_CELL.match(c) for c in values) and not rows:
             # "Three Months Ended September 30, | 2023 | 2022": a header of years.
