@@ -13,8 +13,10 @@ from slack_sdk.signature import SignatureVerifier
 
 from api.chat.base import ChatAnswer, ChatQuestion
 from core.settings import Settings
+from generation.text import split_sentences
 
 PLATFORM = "slack"
+_LEAD = re.compile(r"^(.*?\[\d+(?:,\s*\d+)*\]\.?)\s+(.+)$", re.S)
 _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
 
 
@@ -65,6 +67,16 @@ class SlackPlatform:
         self.client(bot_token).chat_postEphemeral(channel=channel, user=user, text=text)
 
 
+def lead_and_rest(text: str) -> tuple[str, str]:
+    """The answer's first statement (up to its first citation, else its first sentence)
+    and the rest."""
+    cited = _LEAD.match(text)
+    if cited:
+        return cited.group(1).strip(), cited.group(2).strip()
+    sentences = split_sentences(text)
+    return (sentences[0], " ".join(sentences[1:])) if sentences else (text, "")
+
+
 def _escape(text: str) -> str:
     # Slack's mrkdwn control characters; document text must not become links or mentions.
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -79,8 +91,11 @@ def fallback_text(reply: ChatAnswer) -> str:
 
 
 def answer_blocks(reply: ChatAnswer) -> list[dict[str, Any]]:
+    # The first statement (the figure or fact asked for) in bold, the support below it.
+    lead, rest = lead_and_rest(reply.text)
+    text = f"*{_escape(lead)}*" + (f"\n{_escape(rest)}" if rest else "")
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": _escape(reply.text)[:2900]}}
+        {"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}}
     ]
     if reply.citations:
         sources = []

@@ -347,15 +347,45 @@ async function readEvents(response, onEvent) {
   }
 }
 
+// The answer's first statement (up to its first citation, or its first sentence) stands
+// out: it is the figure or the fact asked for; the rest supports it.
+function splitLead(text) {
+  const cited = text.match(/^([\s\S]*?\[\d+(?:,\s*\d+)*\]\.?)\s+([\s\S]+)$/);
+  if (cited) return [cited[1], cited[2]];
+  const sentence = text.match(/^([\s\S]*?[.!?。！？])\s+([\s\S]+)$/);
+  return sentence ? [sentence[1], sentence[2]] : [text, ""];
+}
+
+function showAnswer(text) {
+  const [lead, rest] = splitLead(text);
+  const strong = document.createElement("strong");
+  strong.className = "answer-lead";
+  strong.textContent = lead;
+  const parts = [strong];
+  // The lead's citation opens the page it cites.
+  const marker = lead.match(/\[(\d+)/);
+  const cited = marker && currentCitations.find((c) => c.n === Number(marker[1]));
+  if (cited) {
+    const open = document.createElement("button");
+    open.type = "button";
+    open.className = "lead-open";
+    open.textContent = cited.page_start ? `open p. ${cited.page_start}` : "open the source";
+    open.addEventListener("click", () => openDocument(cited.document_id, cited.page_start));
+    parts.push(document.createTextNode(" "), open);
+  }
+  if (rest) parts.push(document.createElement("br"), document.createTextNode(rest));
+  $("answer").replaceChildren(...parts);
+}
+
 function handleEvent(name, data) {
   if (name === "token") {
     $("answer").textContent += data.text;
   } else if (name === "citations") {
     showCitations(data.citations || []);
-    if (typeof data.answer === "string") $("answer").textContent = data.answer;
+    if (typeof data.answer === "string") showAnswer(data.answer);
   } else if (name === "done") {
     lastQueryId = data.query_id || lastQueryId;
-    if (typeof data.answer === "string") $("answer").textContent = data.answer;
+    if (typeof data.answer === "string") showAnswer(data.answer);
     if (data.refused) {
       $("refused-note").textContent = "The knowledge base does not contain an answer to this question.";
       $("refused-note").hidden = false;

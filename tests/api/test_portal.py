@@ -177,6 +177,10 @@ def test_ask_a_question_and_open_a_citation(
     page.click("#ask-button")  # type: ignore[attr-defined]
     chip = page.wait_for_selector("#citations .chip", timeout=60_000)  # type: ignore[attr-defined]
     assert "three days" in page.text_content("#answer")  # type: ignore[attr-defined]
+    # The first statement stands out, with a button that opens the page it cites.
+    page.wait_for_selector("#answer .answer-lead")  # type: ignore[attr-defined]
+    assert "three days" in page.text_content("#answer .answer-lead")  # type: ignore[attr-defined]
+    assert page.locator("#answer .lead-open").count() == 1  # type: ignore[attr-defined]
     assert "remote-work.md" in chip.text_content()
     chip.click()
     page.wait_for_selector("#citation-detail:not([hidden])")  # type: ignore[attr-defined]

@@ -138,6 +138,9 @@ def test_mention_is_answered_in_the_thread_with_citations(
     assert "[1] apollo-budget.pdf" in message["text"]
     blocks = json.dumps(message["blocks"])
     assert "#document=" in blocks
+    # The first statement, which carries the answer, stands out.
+    lead = message["blocks"][0]["text"]["text"]
+    assert lead.startswith("*") and "4.2 million" in lead.split("*")[1]
     (_, _, auth) = recorder.calls[0]
     assert auth == "Bearer xoxb-TA1"
 
