@@ -11,7 +11,10 @@ Three layouts load into the one :class:`Dataset`:
   the documents that should be found (file names, ``*`` globs or document ids; several
   separated by ``|``, ``;``, ``,`` or new lines, or a JSON list) and optionally an answer.
   The SEC 10-Q ``qna_data*.csv`` files are in this layout (``Question``, ``Source Docs``,
-  ``Answer``).
+  ``Answer``). Optional columns judge the answer itself: ``figure`` (the number it must
+  state, see ``eval.figures``), ``pages`` (1-based PDF pages holding it, ``|``-separated)
+  and ``kind`` (``lookup``, ``derived`` or ``unanswerable``); ``eval/questions/`` keeps
+  such sets in the repository (``sec-figures``).
 """
 
 from __future__ import annotations
@@ -28,15 +31,37 @@ from pathlib import Path
 from typing import Any, Literal
 
 from core.errors import BadRequest
+from eval.figures import parse_gold
 
 CorpusKind = Literal["passages", "files", "tenant"]
+# What a question asks for: one printed figure, a figure computed from printed ones, or
+# something the corpus does not hold (the answer should refuse).
+QUESTION_KINDS = ("lookup", "derived", "unanswerable")
+_REPOSITORY = Path(__file__).resolve().parents[1]
 
-# The names ``--dataset`` knows, relative to the datasets root.
+
+@dataclass(frozen=True, slots=True)
+class KnownSet:
+    """A name ``--dataset`` knows: its file (relative to the datasets root, or to the
+    repository for the sets kept in ``eval/questions/``), its layout, and for a question set
+    whose documents are not in a ``docs`` folder beside it, that folder (relative to the
+    datasets root)."""
+
+    path: str
+    layout: str
+    in_repository: bool = False
+    docs_dir: str | None = None
+
+
 KNOWN = {
-    "scifact": ("scifact", "beir"),
-    "cmrc2018": ("cmrc2018/cmrc2018_dev.json", "squad"),
-    "sec-10q": ("sec-10-q/qna_data.csv", "questions"),
-    "sec-10q-mini": ("sec-10-q/qna_data_mini.csv", "questions"),
+    "scifact": KnownSet("scifact", "beir"),
+    "cmrc2018": KnownSet("cmrc2018/cmrc2018_dev.json", "squad"),
+    "sec-10q": KnownSet("sec-10-q/qna_data.csv", "questions"),
+    "sec-10q-mini": KnownSet("sec-10-q/qna_data_mini.csv", "questions"),
+    # Figures, derived figures and unanswerable questions over the 20 10-Q filings.
+    "sec-figures": KnownSet(
+        "eval/questions/sec_figures.csv", "questions", in_repository=True, docs_dir="sec-10-q/docs"
+    ),
 }
 # A question set that names a whole folder of files to ingest looks for it here.
 _DOCS_FOLDER = "docs"
@@ -62,6 +87,16 @@ class EvalQuery:
     # File names, globs or document ids of the documents that should be found/cited.
     expected: list[str] = field(default_factory=list)
     answers: list[str] = field(default_factory=list)
+    # The number the answer must state ("117154", "-5.5"), where the set gives one.
+    figure: str | None = None
+    # 1-based PDF pages of the expected documents that hold the figure.
+    pages: list[int] = field(default_factory=list)
+    # One of QUESTION_KINDS, where the set says.
+    kind: str | None = None
+
+    @property
+    def answerable(self) -> bool:
+        return self.kind != "unanswerable"
 
 
 @dataclass
@@ -117,16 +152,24 @@ def resolve(name_or_path: str, root: Path | None = None, *, split: str = "test")
     BEIR folder, a SQuAD JSON file or a CSV/JSONL question set."""
     root = root or default_root()
     if name_or_path in KNOWN:
-        relative, layout = KNOWN[name_or_path]
-        path = root / relative
+        known = KNOWN[name_or_path]
+        path = (_REPOSITORY if known.in_repository else root) / known.path
         if not path.exists():
             raise FileNotFoundError(f"data set {name_or_path!r} not found at {path}")
-        return _load(path, layout, name_or_path, split)
+        docs = None
+        if known.docs_dir is not None:
+            docs = root / known.docs_dir
+            if not docs.is_dir():
+                raise FileNotFoundError(
+                    f"the documents of data set {name_or_path!r} are not at {docs} (point "
+                    f"RAGKB_EVAL_DATA_DIR or --data-root at the folder holding {known.docs_dir})"
+                )
+        return _load(path, known.layout, name_or_path, split, docs=docs)
     path = Path(name_or_path)
     if not path.exists():
-        known = ", ".join(KNOWN)
+        names = ", ".join(KNOWN)
         raise FileNotFoundError(
-            f"{name_or_path!r} is neither a known data set ({known}) nor a path"
+            f"{name_or_path!r} is neither a known data set ({names}) nor a path"
         )
     if path.is_dir():
         return _load(path, "beir", path.name, split)
@@ -135,20 +178,21 @@ def resolve(name_or_path: str, root: Path | None = None, *, split: str = "test")
     return _load(path, "questions", path.stem, split)
 
 
-def _load(path: Path, layout: str, name: str, split: str) -> Dataset:
+def _load(path: Path, layout: str, name: str, split: str, *, docs: Path | None = None) -> Dataset:
     if layout == "beir":
         return load_beir(path, split, name=name)
     if layout == "squad":
         return load_squad(path, name=name)
     queries = load_question_set(path.read_bytes(), path.name)
-    docs = path.parent / _DOCS_FOLDER
+    # The tenant is named after the folder holding ``docs``: sets over the same files share it.
+    docs = docs or path.parent / _DOCS_FOLDER
     return Dataset(
         name,
         "files" if docs.is_dir() else "tenant",
         queries,
         docs_dir=docs if docs.is_dir() else None,
         source=str(path),
-        corpus_name=path.parent.name if docs.is_dir() else "",
+        corpus_name=docs.parent.name if docs.is_dir() else "",
     )
 
 
@@ -212,7 +256,11 @@ _EXPECTED_KEYS = (
     "docs",
 )
 _ANSWER_KEYS = ("answer", "answers", "expected_answer")
+_FIGURE_KEYS = ("figure", "gold_figure")
+_PAGES_KEYS = ("pages", "page", "expected_pages")
+_KIND_KEYS = ("kind", "question_kind")
 _SPLIT = re.compile(r"[|;,\n]")
+_PAGE_SPLIT = re.compile(r"[|;,\s]+")
 
 
 def load_question_set(content: bytes, filename: str = "questions.csv") -> list[EvalQuery]:
@@ -258,6 +306,9 @@ def load_question_set(content: bytes, filename: str = "questions.csv") -> list[E
                 text=question.strip(),
                 expected=_as_list(_first(row, _EXPECTED_KEYS), split=True),
                 answers=answers,
+                figure=_figure(_first(row, _FIGURE_KEYS), n),
+                pages=_pages(_first(row, _PAGES_KEYS), n),
+                kind=_kind(_first(row, _KIND_KEYS), n),
             )
         )
     if not queries:
@@ -268,6 +319,50 @@ def load_question_set(content: bytes, filename: str = "questions.csv") -> list[E
             code="invalid_question_set",
         )
     return queries
+
+
+def _figure(value: Any, n: int) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    try:
+        parse_gold(text)
+    except ValueError as exc:
+        raise BadRequest(
+            f"line {n}: the figure {text[:40]!r} is not a number", code="invalid_question_set"
+        ) from exc
+    return text
+
+
+def _pages(value: Any, n: int) -> list[int]:
+    """ "4|10", "4, 10", "3-5" or a JSON list -> [4, 10] / [3, 4, 5]."""
+    if value is None:
+        return []
+    parts = value if isinstance(value, list) else _PAGE_SPLIT.split(str(value).strip())
+    pages: list[int] = []
+    for part in (str(p).strip() for p in parts):
+        if not part:
+            continue
+        low, _, high = part.partition("-")
+        if not low.isdigit() or (high and not high.isdigit()) or int(low) < 1:
+            raise BadRequest(
+                f"line {n}: pages must be page numbers from 1 (got {part[:20]!r})",
+                code="invalid_question_set",
+            )
+        pages.extend(range(int(low), int(high or low) + 1)[:1000])
+    return list(dict.fromkeys(pages))
+
+
+def _kind(value: Any, n: int) -> str | None:
+    if value is None:
+        return None
+    kind = str(value).strip().lower()
+    if kind not in QUESTION_KINDS:
+        raise BadRequest(
+            f"line {n}: kind {kind[:20]!r} is not one of {', '.join(QUESTION_KINDS)}",
+            code="invalid_question_set",
+        )
+    return kind
 
 
 def _key(name: str) -> str:
@@ -315,7 +410,16 @@ def matches(expected: Iterable[str], document_id: str, filename: str) -> bool:
 def questions_to_records(queries: list[EvalQuery]) -> list[dict[str, Any]]:
     """JSON-able form (an API run stores its uploaded questions in its params)."""
     return [
-        {"id": q.id, "text": q.text, "expected": q.expected, "answers": q.answers} for q in queries
+        {
+            "id": q.id,
+            "text": q.text,
+            "expected": q.expected,
+            "answers": q.answers,
+            **({"figure": q.figure} if q.figure is not None else {}),
+            **({"pages": q.pages} if q.pages else {}),
+            **({"kind": q.kind} if q.kind is not None else {}),
+        }
+        for q in queries
     ]
 
 
@@ -326,6 +430,9 @@ def questions_from_records(records: list[dict[str, Any]]) -> list[EvalQuery]:
             text=str(r["text"]),
             expected=list(r.get("expected") or []),
             answers=list(r.get("answers") or []),
+            figure=r.get("figure"),
+            pages=[int(p) for p in r.get("pages") or []],
+            kind=r.get("kind"),
         )
         for r in records
     ]

@@ -188,6 +188,7 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
             + ".",
             "",
         ]
+        out += _judgement_lines(answers)
         misses = [
             item for item in answers.get("items", []) if item.get("citation_precision") == 0.0
         ]
@@ -240,6 +241,52 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
         out += [f"![{name}](plots/{name}.png)" for name in plots]
         out.append("")
     return "\n".join(out)
+
+
+# Figures, first citations and refusals: (key, column header) in the table's order.
+JUDGEMENTS = (
+    ("figure_stated", "figure stated"),
+    ("figure_stated_lookup", "look-ups"),
+    ("figure_stated_derived", "derived"),
+    ("first_citation_document", "1st citation: document"),
+    ("first_citation_page", "1st citation: page"),
+    ("refusal_recall", "refusal recall"),
+    ("refusal_precision", "refusal precision"),
+    ("false_refusal_rate", "false refusals"),
+)
+
+
+def _judgement_lines(answers: dict[str, Any]) -> list[str]:
+    """The figures / first citations / refusals table, and the answers that missed their
+    figure; nothing for a set that judges none of them (no figures, pages or kinds)."""
+    if all(answers.get(key) is None for key, _ in JUDGEMENTS):
+        return []
+    out = [
+        f"Figures, first citations and refusals ({answers.get('answerable')} answerable, "
+        f"{answers.get('unanswerable')} unanswerable questions):",
+        "",
+        _md_table([h for _, h in JUDGEMENTS], [[_fmt(answers.get(k)) for k, _ in JUDGEMENTS]]),
+        "",
+    ]
+    items = answers.get("items", [])
+    missed = [i for i in items if i.get("figure_stated") is False]
+    if missed:
+        out += [f"Answers not stating their figure ({len(missed)}), e.g.:", ""]
+        out += [
+            f"- {m['question'][:120]} — figure {m.get('figure')}; answered "
+            f"{' '.join(str(m.get('answer') or '').split())[:120]}"
+            for m in missed[:_WINS_SHOWN]
+        ]
+        out.append("")
+    wrong = [i for i in items if i.get("kind") == "unanswerable" and not i.get("refused")]
+    if wrong:
+        out += [f"Unanswerable questions answered ({len(wrong)}), e.g.:", ""]
+        out += [
+            f"- {w['question'][:120]} — cited {', '.join(dict.fromkeys(w['cited']))[:100]}"
+            for w in wrong[:_WINS_SHOWN]
+        ]
+        out.append("")
+    return out
 
 
 def html_report(results: dict[str, Any], images: dict[str, bytes]) -> str:

@@ -28,10 +28,12 @@ from core.settings import Settings
 from core.tenancy import scoped
 from eval import metrics
 from eval.corpus import Corpus, judgements
-from eval.datasets import Dataset
+from eval.datasets import Dataset, EvalQuery
+from eval.figures import states_figure
 from eval.groundedness import groundedness as grounded_share
 from eval.groundedness import make_judge
-from generation.citations import MARKER
+from generation.answer import AnswerResult
+from generation.citations import MARKER, Citation, parse_marker
 from retrieval.indexer import index_texts
 from retrieval.search import SearchHit, SearchRequest, SearchResponse, search, searchable
 from retrieval.tokenizer import tokenize
@@ -278,7 +280,8 @@ def _answers(
     step: Callable[[str], None],
 ) -> dict[str, Any]:
     """The default pipeline's answers: citations against the expected documents, token F1
-    and exact match against gold answers, refusals, groundedness, latency per stage."""
+    and exact match against gold answers, the gold figure stated, the first citation's
+    document and page, refusals (right and wrong), groundedness, latency per stage."""
     judge = make_judge(services.settings, services.reranker)
     rows: list[dict[str, Any]] = []
     latency: dict[str, list[float]] = {}
@@ -293,7 +296,10 @@ def _answers(
         cited = [corpus.key(c.document_id) for c in result.citations]
         plain = MARKER.sub("", result.answer)  # [n] markers are not part of the answer
         relevant = [k for k, v in qrels.get(q.id, {}).items() if v > 0]
-        precision, recall = metrics.citation_precision_recall(cited, relevant)
+        # An unanswerable question has no document to cite: its citations are not scored.
+        precision, recall = (
+            metrics.citation_precision_recall(cited, relevant) if q.answerable else (None, None)
+        )
         latency.setdefault("retrieve", []).append(timings["retrieve_ms"])
         latency.setdefault("rerank", []).append(timings["rerank_ms"])
         latency.setdefault("generate", []).append(timings["generate_ms"])
@@ -302,6 +308,7 @@ def _answers(
             {
                 "id": q.id,
                 "question": q.text,
+                "kind": q.kind,
                 "answer": result.answer,
                 "refused": result.refused,
                 "cited": [corpus.name_of.get(c.document_id, c.filename) for c in result.citations],
@@ -310,6 +317,7 @@ def _answers(
                 "citation_recall": recall,
                 "f1": metrics.token_f1(plain, q.answers) if q.answers else None,
                 "em": metrics.exact_match(plain, q.answers) if q.answers else None,
+                **judge_answer(q, result, plain, relevant, corpus),
                 "grounded": None
                 if result.refused
                 else grounded_share(result.answer, result.sources_in_prompt, judge),
@@ -327,8 +335,100 @@ def _answers(
         "token_f1": _round(metrics.mean(r["f1"] for r in rows)),
         "exact_match": _round(metrics.mean(r["em"] for r in rows)),
         "groundedness": _round(metrics.mean(r["grounded"] for r in answered)),
+        **answer_judgements(rows),
         "latency_ms": {stage: metrics.percentiles(v) for stage, v in latency.items()},
         "items": rows,
+    }
+
+
+def first_citation(result: AnswerResult) -> Citation | None:
+    """The citation of the first [n] marker in the answer's text (the citations are in
+    order of first use, so the first of them when the text has none left)."""
+    by_number = {c.n: c for c in result.citations}
+    for match in MARKER.finditer(result.answer):
+        for n in parse_marker(match.group(1)):
+            if n in by_number:
+                return by_number[n]
+    return result.citations[0] if result.citations else None
+
+
+def judge_answer(
+    q: EvalQuery, result: AnswerResult, plain: str, relevant: list[str], corpus: Corpus
+) -> dict[str, Any]:
+    """The per-answer judgements behind :func:`answer_judgements` (None: not judged).
+
+    A refused answer states no figure and cites nothing; the first citation is on the
+    right page only when it is on an expected document and its pages hold an expected one.
+    """
+    first = None if result.refused else first_citation(result)
+    on_document: bool | None = None
+    on_page: bool | None = None
+    if q.answerable and relevant:
+        on_document = first is not None and corpus.key(first.document_id) in relevant
+        if q.pages:
+            on_page = bool(on_document) and first is not None and _holds(first, q.pages)
+    stated: bool | None = None
+    if q.answerable and q.figure is not None:
+        stated = not result.refused and states_figure(plain, q.figure)
+    return {
+        "figure": q.figure,
+        "figure_stated": stated,
+        "first_citation": None
+        if first is None
+        else {
+            "document": corpus.name_of.get(first.document_id, first.filename),
+            "page_start": first.page_start,
+            "page_end": first.page_end,
+        },
+        "expected_pages": q.pages,
+        "first_citation_document": on_document,
+        "first_citation_page": on_page,
+    }
+
+
+def _holds(citation: Citation, pages: list[int]) -> bool:
+    if citation.page_start is None:
+        return False
+    last = citation.page_end if citation.page_end is not None else citation.page_start
+    return any(citation.page_start <= p <= last for p in pages)
+
+
+def answer_judgements(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Figures stated, first citations and refusals over the answer rows (each with
+    ``kind``, ``refused``, ``figure_stated``, ``first_citation_document`` and
+    ``first_citation_page``; None where the row is not judged on it).
+
+    - ``figure_stated``: answerable questions with a gold figure whose answer states it
+      (``_lookup`` and ``_derived``: the same per kind);
+    - ``first_citation_document`` / ``_page``: answerable questions with expected documents
+      (pages) whose first citation is on one (holds one);
+    - ``refusal_recall``: unanswerable questions refused; ``false_refusal_rate``: answerable
+      questions refused; ``refusal_precision``: refusals that were of unanswerable ones.
+    """
+    unanswerable = [r for r in rows if r.get("kind") == "unanswerable"]
+    answerable = [r for r in rows if r.get("kind") != "unanswerable"]
+    refused = [r for r in rows if r["refused"]]
+
+    def share(values: list[bool | None]) -> float | None:
+        judged = [v for v in values if v is not None]
+        return round(sum(judged) / len(judged), 4) if judged else None
+
+    def stated(kind: str | None = None) -> float | None:
+        return share(
+            [r["figure_stated"] for r in answerable if kind is None or r.get("kind") == kind]
+        )
+
+    return {
+        "answerable": len(answerable),
+        "unanswerable": len(unanswerable),
+        "figure_stated": stated(),
+        "figure_stated_lookup": stated("lookup"),
+        "figure_stated_derived": stated("derived"),
+        "first_citation_document": share([r["first_citation_document"] for r in answerable]),
+        "first_citation_page": share([r["first_citation_page"] for r in answerable]),
+        "refusal_recall": share([r["refused"] for r in unanswerable]),
+        "false_refusal_rate": share([r["refused"] for r in answerable]),
+        "refusal_precision": share([r.get("kind") == "unanswerable" for r in refused]),
     }
 
 

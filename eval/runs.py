@@ -33,7 +33,16 @@ log = logging.getLogger("ragkb.eval")
 Progress = Callable[[float, str], None]
 # Metrics compared between runs (higher is better for all of them).
 COMPARED = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "map@100")
-ANSWER_COMPARED = ("citation_precision", "citation_recall", "token_f1", "groundedness")
+ANSWER_COMPARED = (
+    "citation_precision",
+    "citation_recall",
+    "token_f1",
+    "groundedness",
+    "figure_stated",
+    "first_citation_document",
+    "first_citation_page",
+    "refusal_recall",
+)
 # Share of a run's progress spent preparing the corpus (the rest: the questions).
 _PREPARE_SHARE = 0.3
 

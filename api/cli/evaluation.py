@@ -18,7 +18,9 @@ eval_app = typer.Typer(help="Offline evaluation runs and reports.", no_args_is_h
 @eval_app.command("run")
 def eval_run(
     dataset: str = typer.Option(
-        ..., help="scifact, cmrc2018, sec-10q, or a BEIR folder / SQuAD JSON / CSV-JSONL path."
+        ...,
+        help="scifact, cmrc2018, sec-10q, sec-figures, or a BEIR folder / SQuAD JSON / "
+        "CSV-JSONL path.",
     ),
     modes: str = typer.Option(
         "bm25,dense,hybrid,hybrid+rerank", help="Comma-separated retrieval modes."
@@ -93,6 +95,14 @@ def eval_run(
             f"answers: refusal rate {a['refusal_rate']:.3f}, citation precision "
             f"{a['citation_precision']}, token F1 {a['token_f1']}, groundedness {a['groundedness']}"
         )
+        if a.get("figure_stated") is not None or a.get("refusal_recall") is not None:
+            console.print(
+                f"figure stated {a['figure_stated']} (look-ups {a['figure_stated_lookup']}, "
+                f"derived {a['figure_stated_derived']}); first citation on the document "
+                f"{a['first_citation_document']}, on the page {a['first_citation_page']}; "
+                f"refusal recall {a['refusal_recall']}, precision {a['refusal_precision']}, "
+                f"false refusals {a['false_refusal_rate']}"
+            )
     for regression in results.get("comparison", {}).get("regressions", []):
         console.print(
             f"[red]regression:[/red] {regression['mode']} {regression['metric']} "
