@@ -16,7 +16,7 @@ from core.settings import Settings
 from generation.text import split_sentences
 
 PLATFORM = "slack"
-_LEAD = re.compile(r"^(.*?\[\d+(?:,\s*\d+)*\]\.?)\s+(.+)$", re.S)
+_LEAD = re.compile(r"^(.*?\[\d+(?:,\s*\d+)*\]\.?)(?:\s+(.+))?$", re.S)
 _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
 
 
@@ -72,7 +72,7 @@ def lead_and_rest(text: str) -> tuple[str, str]:
     and the rest."""
     cited = _LEAD.match(text)
     if cited:
-        return cited.group(1).strip(), cited.group(2).strip()
+        return cited.group(1).strip(), (cited.group(2) or "").strip()
     sentences = split_sentences(text)
     return (sentences[0], " ".join(sentences[1:])) if sentences else (text, "")
 

@@ -350,8 +350,8 @@ async function readEvents(response, onEvent) {
 // The answer's first statement (up to its first citation, or its first sentence) stands
 // out: it is the figure or the fact asked for; the rest supports it.
 function splitLead(text) {
-  const cited = text.match(/^([\s\S]*?\[\d+(?:,\s*\d+)*\]\.?)\s+([\s\S]+)$/);
-  if (cited) return [cited[1], cited[2]];
+  const cited = text.match(/^([\s\S]*?\[\d+(?:,\s*\d+)*\]\.?)(?:\s+([\s\S]+))?$/);
+  if (cited) return [cited[1], cited[2] || ""];
   const sentence = text.match(/^([\s\S]*?[.!?。！？])\s+([\s\S]+)$/);
   return sentence ? [sentence[1], sentence[2]] : [text, ""];
 }
