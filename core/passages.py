@@ -31,6 +31,7 @@ class Passage:
     document_title: str | None = None
     organisations: Sequence[str] = field(default_factory=tuple)
     period: str | None = None
+    period_end: str | None = None  # ISO day the document's period ended
 
     @property
     def heading(self) -> str | None:

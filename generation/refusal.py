@@ -9,13 +9,14 @@ calibrated score only an empty result refuses.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from core.document_facts import organisation_aliases, parse_periods
 from core.settings import Settings
 from generation.prompts import NO_ANSWER_SENTENCE
 from generation.sources import Source
-from generation.text import is_cjk, question_entities, terms
+from generation.text import STOPWORDS, is_cjk, question_entities, terms
 
 _NO_ANSWER_ZH = "知识库中没有这个问题的答案。"
 _CLOSEST_DOCUMENTS = 3
@@ -60,6 +61,10 @@ _NOT_NAMES = frozenset(
 )
 
 
+# The company a question is about: "Tesla's revenue", "Samsung Electronics' profit".
+_POSSESSIVE = re.compile(r"\b([A-Z][\w&.-]*(?:\s+[A-Z][\w&.-]*)*)(?:'s|’s|'|’)(?=\s)")
+
+
 def unsupported(question: str, sources: list[Source]) -> str | None:
     """Why no source can answer ``question``, judged on what the sources' documents are
     about (``Source.organisations`` and ``period``) and their text; None when some can.
@@ -67,8 +72,10 @@ def unsupported(question: str, sources: list[Source]) -> str | None:
     - The question names something (a capitalised name: "Tesla") that no source's text,
       title or organisation mentions, while naming nothing that one does (judged only
       when the sources' documents have known organisations).
+    - Its subject, a name in the possessive ("Samsung Electronics' profit"), is none of
+      the sources' organisations and appears in none of their text.
     - It names a quarter ("Q4 2021") and the sources come from documents with periods,
-      none of them that quarter.
+      none of them that quarter; or a day or a year after the newest period they cover.
     """
     if not sources:
         return None
@@ -85,10 +92,33 @@ def unsupported(question: str, sources: list[Source]) -> str | None:
                     known |= set(terms(alias))
         if not names & known:
             return f"no source mentions {', '.join(sorted(names))}"
-    quarters = {m.label for m in parse_periods(question) if m.kind == "quarter"}
+    subject = _POSSESSIVE.search(question)
+    words = subject.group(1).split() if subject else []
+    while words and words[0].lower() in STOPWORDS:
+        words = words[1:]  # "In Apple's": the sentence's first word is no part of the name
+    if words and any(s.organisations for s in sources):
+        name = " ".join(words).lower()
+        aliases = {a for s in sources for o in s.organisations for a in organisation_aliases(o)}
+        texts = " ".join(s.text.lower() for s in sources)
+        if name not in aliases and name not in texts:
+            return f"no source is about {' '.join(words)}"
+    mentions = parse_periods(question)
+    quarters = {m.label for m in mentions if m.kind == "quarter"}
     periods = {s.period for s in sources if s.period}
-    if quarters and periods and not quarters & periods:
+    # A day the question names that ends a source's period settles it, whatever the
+    # quarter is called ("Q3 fiscal 2024 (three months ended October 29, 2023)").
+    days = {m.label for m in mentions if m.kind == "day"}
+    settled = bool(days & {s.period_end for s in sources if s.period_end})
+    if quarters and periods and not quarters & periods and not settled:
         return f"no source covers {', '.join(sorted(quarters))}"
+    ends = [s.period_end for s in sources if s.period_end]
+    if ends:
+        # A day or a year after the newest period any source covers: not in them.
+        newest = max(ends)
+        later = [m.label for m in mentions if m.kind == "day" and m.label > newest]
+        later += [m.label for m in mentions if m.kind == "year" and m.label > newest[:4]]
+        if later:
+            return f"no source covers {', '.join(later)} (the newest period ends {newest})"
     return None
 
 

@@ -33,6 +33,7 @@ class Source(Passage):
             document_title=passage.document_title,
             organisations=tuple(passage.organisations or ()),
             period=passage.period,
+            period_end=passage.period_end,
             score=float(score),
             scores=dict(scores or {}),
         )

@@ -320,6 +320,7 @@ def _hydrate(
                 document_title=facts.title,
                 organisations=tuple(facts.organisations),
                 period=facts.period,
+                period_end=facts.period_end.isoformat() if facts.period_end else None,
                 version=chunk.version,
                 ordinal=chunk.ordinal,
                 text=chunk.text,

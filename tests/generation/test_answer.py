@@ -59,7 +59,7 @@ CORPUS = [
         3,
         "Intel's effective tax rate was 5% for the quarter. The fab in Ohio is delayed.",
         "2023 Q3 INTC.pdf",
-        dense=0.31,
+        dense=0.48,  # above the refusal threshold (0.4): a source that answers
     ),
 ]
 

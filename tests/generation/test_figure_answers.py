@@ -53,16 +53,19 @@ Net income | 22,291 | 17,556
 Net cash from operations | 30,583 | 23,198"""
 
 
-def source(n: int, text: str, filename: str, organisation: str, period: str) -> Source:
+def source(
+    n: int, text: str, filename: str, organisation: str, period: str, ended: str = ""
+) -> Source:
     return Source(
         chunk_id=f"c{n}", document_id=f"d{n}", filename=filename, text=text, page_start=4,
-        page_end=4, organisations=(organisation,), period=period, scores={"dense": 0.6},
-        score=0.6,
+        page_end=4, organisations=(organisation,), period=period, period_end=ended or None,
+        scores={"dense": 0.6}, score=0.6,
     )  # fmt: skip
 
 
-APPLE = source(1, APPLE_Q1, "2023 Q1 AAPL.pdf", "Apple Inc.", "2023-Q1")
-AMAZON = source(2, AMAZON_Q3_CASH, "2023 Q3 AMZN.pdf", "Amazon.com, Inc.", "2023-Q3")
+APPLE = source(1, APPLE_Q1, "2023 Q1 AAPL.pdf", "Apple Inc.", "2023-Q1", "2022-12-31")
+AMAZON = source(2, AMAZON_Q3_CASH, "2023 Q3 AMZN.pdf", "Amazon.com, Inc.", "2023-Q3",
+                "2023-09-30")  # fmt: skip
 MICROSOFT = source(3, MSFT_Q3_CASH, "2023 Q3 MSFT.pdf", "Microsoft Corporation", "2023-Q3")
 
 
@@ -151,6 +154,14 @@ def test_questions_about_a_company_or_quarter_no_source_is_about_are_refused(
     assert unsupported("What were Tesla's total revenues in Q1 2023?", sources) is not None
     assert unsupported("What were Apple's net sales in Q4 2021?", sources) is not None
     assert unsupported("What were Apple's net sales in Q1 2023?", sources) is None
+    # The subject in the possessive, and days or years after every source's period.
+    assert unsupported("What was Samsung Electronics' operating profit?", sources) is not None
+    assert unsupported("In Apple's Q1 2023 10-Q, what were net sales?", sources) is None
+    assert unsupported("What were Amazon's total assets as of March 31, 2024?", sources)
+    assert unsupported("What will Apple's share price be at the end of 2025?", sources)
+    # A day that ends a source's period settles a quarter named another way.
+    fiscal = "Apple's net sales in Q1 fiscal 2022 (three months ended December 31, 2022)?"
+    assert unsupported(fiscal, sources) is None
     refused = answer_question("What were Tesla's total revenues?", sources,
                               ExtractiveGenerator(), config)  # fmt: skip
     assert refused.refused
