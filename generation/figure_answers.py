@@ -40,19 +40,23 @@ def figure_answer(prompt: Prompt, numbers: list[int]) -> str | None:
         ratio = _ratio(tables, question, parts)
         if ratio is not None:
             return ratio
-    rows = best_rows(tables, question)
-    if not rows or rows[0][0] < MIN_ROW_SCORE:
-        return None
-    _, n, table, row = rows[0]
-    column = choose_column(table, question)
-    figure = figure_of(table, row, column)
-    if figure is None:
-        return None
-    if is_change_question(question):
-        change = _change(table, row, column, figure, n)
-        if change is not None:
-            return change
-    return f"{_name(figure)}: {format_amount(figure.value, figure.unit)} [{n}]. {_support(row, n)}"
+    change_asked = is_change_question(question)
+    for score, n, table, row in best_rows(tables, question)[:5]:
+        if score < MIN_ROW_SCORE:
+            break
+        column = choose_column(table, question)
+        figure = figure_of(table, row, column)
+        if figure is None:
+            continue
+        if change_asked:
+            if figure.unit == "%":
+                continue  # a change of shares of revenue is not the change asked for
+            change = _change(table, row, column, figure, n)
+            if change is not None:
+                return change
+        amount = format_amount(figure.value, figure.unit)
+        return f"{_name(figure)}: {amount} [{n}]. {_support(row, n)}"
+    return None
 
 
 def _period(column: str) -> str:

@@ -21,6 +21,7 @@ from generation.text import terms
 _NUMBER = re.compile(r"^\(?-?\$?\s*\(?\d[\d,]*(?:\.\d+)?\)?\s*%?\)?$")
 # A line without cells inside a table is a section row up to this long; longer is prose.
 _SECTION_CHARS = 100
+_TOTAL_TERMS = frozenset(terms("total consolidated"))
 _YEAR_CELL = re.compile(r"^(?:19|20)\d{2}$")
 _DASH = {"—", "–", "-", "— ", "$ —"}
 _MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
@@ -48,7 +49,8 @@ _SYNONYMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 _SCALES = (("billion", "billion"), ("million", "million"), ("thousand", "thousand"))
 _PERIOD_GROUP = re.compile(r"(three|six|nine|twelve)\s+months|year[- ]to[- ]date|ytd", re.I)
 _CHANGE = re.compile(
-    r"\b(?:chang\w*|increas\w*|decreas\w*|grow\w*|grew|declin\w*|differen\w*|compar\w*|"
+    r"\b(?:chang\w*|increas\w*|decreas\w*|grow\w*|grew|declin\w*|differ\w*|compar\w*|"
+    r"exceed\w*|higher|lower|more than|less than|"
     r"year[- ]over[- ]year|yoy|versus|vs\.?|from the (?:year[- ]ago|prior|previous))\b",
     re.I,
 )
@@ -196,6 +198,9 @@ def row_score(row: Row, question_terms: set[str]) -> float:
     terms the question has, favouring labels with more of them ("Total net sales" over
     "Products" for "total net sales")."""
     label_terms = set(terms(re.sub(r"\(\d\)", "", row.label)))
+    if label_terms <= _TOTAL_TERMS:
+        # "Consolidated" or "Total" under "Operating income (loss)": the section says what.
+        label_terms |= set(terms(row.section))
     if not label_terms:
         return 0.0
     hit = len(label_terms & question_terms)
@@ -272,9 +277,16 @@ def comparison_column(table: Table, column: int) -> int | None:
 
 
 def figure_of(table: Table, row: Row, column: int) -> Figure | None:
-    if column >= len(row.values):
+    values = row.values
+    if table.columns and len(values) > len(table.columns):
+        # "Net revenue | 11,715 | 100.0 % | 18,353 | 100.0 %": amounts and their share of
+        # revenue interleaved under one header per period.
+        amounts = [v for v in values if "%" not in v]
+        if len(amounts) == len(table.columns):
+            values = amounts
+    if column >= len(values):
         return None
-    printed = row.values[column]
+    printed = values[column]
     value = parse_number(printed)
     if value is None:
         return None
