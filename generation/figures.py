@@ -198,9 +198,9 @@ def row_score(row: Row, question_terms: set[str]) -> float:
     terms the question has, favouring labels with more of them ("Total net sales" over
     "Products" for "total net sales")."""
     label_terms = set(terms(re.sub(r"\(\d\)", "", row.label)))
-    if label_terms <= _TOTAL_TERMS:
+    if label_terms <= _TOTAL_TERMS and row.section:
         # "Consolidated" or "Total" under "Operating income (loss)": the section says what.
-        label_terms |= set(terms(row.section))
+        label_terms = set(terms(row.section))
     if not label_terms:
         return 0.0
     hit = len(label_terms & question_terms)
@@ -278,12 +278,15 @@ def comparison_column(table: Table, column: int) -> int | None:
 
 def figure_of(table: Table, row: Row, column: int) -> Figure | None:
     values = row.values
-    if table.columns and len(values) > len(table.columns):
+    amounts = [v for v in values if "%" not in v]
+    if (
+        amounts
+        and len(amounts) < len(values)
+        and len(amounts) in (len(table.columns), len(values) // 2)
+    ):
         # "Net revenue | 11,715 | 100.0 % | 18,353 | 100.0 %": amounts and their share of
         # revenue interleaved under one header per period.
-        amounts = [v for v in values if "%" not in v]
-        if len(amounts) == len(table.columns):
-            values = amounts
+        values = amounts
     if column >= len(values):
         return None
     printed = values[column]
