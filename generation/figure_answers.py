@@ -20,6 +20,7 @@ from generation.figures import (
     parse_tables,
     percent,
     ratio_parts,
+    same_period,
 )
 from generation.prompts import Prompt
 
@@ -37,7 +38,8 @@ def figure_answer(prompt: Prompt, numbers: list[int]) -> str | None:
         return None
     parts = ratio_parts(question)
     if parts is not None:
-        ratio = _ratio(tables, question, parts)
+        documents = {n: prompt.sources[n - 1].document_id for n in numbers}
+        ratio = _ratio(tables, question, parts, documents)
         if ratio is not None:
             return ratio
     change_asked = is_change_question(question)
@@ -111,27 +113,55 @@ def _printed_percentages(table: Table) -> bool:
     return any("%" in v for row in table.rows[:3] for v in row.values)
 
 
-def _ratio(tables: list[tuple[int, Table]], question: str, parts: tuple[str, str]) -> str | None:
+def _ratio(
+    tables: list[tuple[int, Table]],
+    question: str,
+    parts: tuple[str, str],
+    documents: dict[int, str],
+) -> str | None:
     tables = [(n, t) for n, t in tables if not _printed_percentages(t)]
     numerators = best_rows(tables, parts[0])
     if not numerators or numerators[0][0] < MIN_ROW_SCORE:
         return None
     _, n, table, top = numerators[0]
-    # The denominator from the same table: both operands of one period of one statement.
-    denominators = best_rows([(n, table)], parts[1], exclude=top.label)
-    if not denominators or denominators[0][0] < MIN_ROW_SCORE * 0.5:
-        return None
-    bottom = denominators[0][3]
     column = choose_column(table, question)
-    a, b = figure_of(table, top, column), figure_of(table, bottom, column)
-    if a is None or b is None or b.value == 0:
+    a = figure_of(table, top, column)
+    if a is None:
+        return None
+    # The denominator from the same table (both operands of one period of one statement),
+    # else from another table of the same document with a column of the same period.
+    same_document = [
+        (m, other) for m, other in tables if other is not table and documents[m] == documents[n]
+    ]
+    b: Figure | None = None
+    bottom: Row | None = None
+    n_bottom = n
+    for candidates in ([(n, table)], same_document):
+        for score, m2, other, row in best_rows(candidates, parts[1], exclude=top.label):
+            if score < MIN_ROW_SCORE * 0.5:
+                break
+            col = (
+                column
+                if other is table
+                else next(
+                    (i for i, c in enumerate(other.columns) if same_period(c, a.column)), None
+                )
+            )
+            found = figure_of(other, row, col) if col is not None else None
+            if found is not None and found.value != 0:
+                b, bottom, n_bottom = found, row, m2
+                break
+        if b is not None:
+            break
+    if b is None or bottom is None:
         return None
     ratio = percent(a.value, b.value)
     when = _period(a.column)
+    cited = f"[{n}]" if n_bottom == n else f"[{n}, {n_bottom}]"
     return (
         f"{_label(top)} was {ratio}% of {_label(bottom).lower()}"
         + (f" for {when}" if when.startswith("the ") else (f" at {when}" if when else ""))
-        + f" [{n}]. Computed as {a.printed} / {b.printed} "
+        + f" {cited}. Computed as {a.printed} / {b.printed} "
         f"({format_amount(a.value, a.unit)} / {format_amount(b.value, b.unit)}). "
-        f"{_support(top, n)} {_support(bottom, n)}"
+        f"{_support(top, n)} {_support(bottom, n_bottom)}"
     )

@@ -44,6 +44,8 @@ _SYNONYMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\bprofit\b|\bearnings\b(?! per)", "net income"),
         (r"\bcash\b(?! flow| from| provided| generated)", "cash equivalents"),
         (r"\bsg&a\b", "selling general administrative"),
+        (r"\bgross margin\b", "gross profit"),
+        (r"\bgross profit\b", "gross margin"),
     )
 )
 _SCALES = (("billion", "billion"), ("million", "million"), ("thousand", "thousand"))
@@ -227,6 +229,11 @@ def _column_date(column: str) -> date | None:
         return date(int(year), _MONTHS.index(month) + 1, int(day))
     except ValueError:
         return None
+
+
+def same_period(a: str, b: str) -> bool:
+    """Two column labels of one period: the same date and period group."""
+    return _column_date(a) == _column_date(b) is not None and _group(a) == _group(b)
 
 
 def _group(column: str) -> str:
