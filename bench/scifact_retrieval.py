@@ -213,10 +213,13 @@ def main(argv: list[str] | None = None) -> None:
     corpus, queries, qrels = load_beir(args.data, args.split)
     print(f"SciFact {args.split}: {len(corpus)} documents, {len(queries)} queries")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="scifact-"))
-    overrides: dict[str, Any] = {"data_dir": workdir, "log_json": False}
-    if args.rrf_k is not None:
-        overrides["rrf_k"] = args.rrf_k
-    settings = Settings(_env_file=None, **overrides)
+    retrieval: dict[str, Any] = {} if args.rrf_k is None else {"rrf_k": args.rrf_k}
+    settings = Settings(
+        _env_file=None,
+        storage={"data_dir": workdir},
+        observability={"log_json": False},
+        retrieval=retrieval,
+    )
     # Documents are embedded through the on-disk cache; queries by the plain query embedder.
     cached = CachedEmbedder(
         DenseEmbedder(settings.models.embedding_model, settings.models.embedding_batch_size),
