@@ -192,3 +192,22 @@ def test_numbers_and_tables_are_read_as_printed() -> None:
 def test_the_llm_reads_tables_as_markdown() -> None:
     rendered = markdown_tables("Caption\nA | 1 | 2\nB | 3 | 4\nAfter")
     assert rendered == "Caption\n| A | 1 | 2 |\n| --- | --- | --- |\n| B | 3 | 4 |\nAfter"
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What were Apple's total net sales? " * 114,  # ~4,000 characters
+        "?!... ---",
+        "苹果公司截至2022年12月31日的季度净销售额是多少？",
+        "What percentage of of of the the share as a percentage of " * 60,
+    ],
+)
+def test_odd_questions_get_an_answer_or_a_refusal_quickly(question: str, config: Settings) -> None:
+    import time
+
+    started = time.perf_counter()
+    result = answer_question(question, [APPLE, AMAZON], ExtractiveGenerator(), config)
+    assert result.answer.strip()
+    assert result.refused or result.citations
+    assert time.perf_counter() - started < 2.0
