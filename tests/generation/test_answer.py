@@ -338,3 +338,26 @@ def test_every_citation_refers_to_a_source_the_llm_received(
         assert by_id[citation.chunk_id].filename == citation.filename
         assert result.sources_in_prompt[citation.n - 1].chunk_id == citation.chunk_id
         assert f"[{citation.n}" in result.answer or f", {citation.n}" in result.answer
+
+
+def test_the_llm_sees_each_sources_document_and_tables_as_markdown(
+    tmp_path: Path, server: OpenAITestServer
+) -> None:
+    server.behaviour.reply = "Total net sales were $117,154 million [1]."
+    config = llm_settings(tmp_path, server.base_url)
+    statement = Source(
+        chunk_id="c1", document_id="d1", filename="2023 Q1 AAPL.pdf",
+        text="STATEMENTS OF OPERATIONS (In millions)\n"
+        "Three Months Ended | December 31, 2022 | December 25, 2021\n"
+        "Total net sales | 117,154 | 123,945",
+        page_start=4, page_end=4, scores={"dense": 0.7}, score=0.7,
+        document_title="Apple Inc. Form 10-Q, Q1 2023 (period ended December 31, 2022)",
+        organisations=("Apple Inc.",), period="2023-Q1",
+    )  # fmt: skip
+    result = answer_question("What were Apple's total net sales?", [statement],
+                             build_generator(config), config)  # fmt: skip
+    system, user = (m["content"] for m in server.chat_requests[-1]["messages"])
+    assert "figure first" in system.lower() or "state the figure first" in system
+    assert 'document="Apple Inc. Form 10-Q, Q1 2023' in user and 'period="2023-Q1"' in user
+    assert "| Total net sales | 117,154 | 123,945 |" in user and "| --- |" in user
+    assert [c.filename for c in result.citations] == ["2023 Q1 AAPL.pdf"]
