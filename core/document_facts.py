@@ -17,9 +17,38 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 from core.models import Document
+
+
+class DocumentRecord(Protocol):
+    """What the facts are read from: a ``core.models.Document`` or a row of its columns
+    (``FACT_COLUMNS``), so that hot paths need not load whole documents."""
+
+    @property
+    def title(self) -> str | None: ...
+    @property
+    def organisations(self) -> list[str]: ...
+    @property
+    def period(self) -> str | None: ...
+    @property
+    def period_end(self) -> date | None: ...
+    @property
+    def document_type(self) -> str | None: ...
+    @property
+    def user_metadata(self) -> dict[str, Any]: ...
+
+
+# The documents columns the facts are made of.
+FACT_COLUMNS = (
+    Document.title,
+    Document.organisations,
+    Document.period,
+    Document.period_end,
+    Document.document_type,
+    Document.user_metadata,
+)
 
 # User metadata keys that override an extracted fact (and are filterable by that name).
 OVERRIDABLE = ("title", "organisation", "period", "document_type")
@@ -97,7 +126,7 @@ class DocumentFacts:
     title_composed: bool = False
 
 
-def facts_of(document: Document) -> DocumentFacts:
+def facts_of(document: DocumentRecord) -> DocumentFacts:
     """The document's facts: the tenant's metadata where it gives one, else extracted."""
     user: Mapping[str, Any] = document.user_metadata or {}
     organisations = list(document.organisations or [])

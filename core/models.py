@@ -148,6 +148,9 @@ class Document(Base):
         Index("ix_documents_tenant_sha256", "tenant_id", "sha256"),
         Index("ix_documents_tenant_filename", "tenant_id", "filename"),
         Index("ix_documents_tenant_status", "tenant_id", "status"),
+        # Covers the per-search check of whether a tenant's ready documents changed
+        # (``retrieval.document_match``): count and newest update without table reads.
+        Index("ix_documents_tenant_status_updated", "tenant_id", "status", "updated_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

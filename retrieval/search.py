@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from core.document_facts import facts_of
+from core.document_facts import FACT_COLUMNS, facts_of
 from core.errors import BadRequest
 from core.language import Detection, detect_language
 from core.models import Chunk, Document, DocumentStatus
@@ -337,7 +337,7 @@ def _hydrate(
 
 def _owned_chunks(
     session: Session, scope: TenantScope, chunk_ids: list[str]
-) -> dict[str, tuple[Chunk, Document]]:
+) -> dict[str, tuple[Chunk, Any]]:
     """Searchable chunks (with their document) among ``chunk_ids`` that the tenant owns.
 
     The batch form of ``core.tenancy.get_owned``: rows are looked up by primary key and the
@@ -345,13 +345,15 @@ def _owned_chunks(
     SQLite (no table statistics) walk the tenant's whole chunk index: 125 ms instead of 1 ms
     per search at 100k chunks.
     """
+    # The document's columns, not the document: its context JSON (page labels, running
+    # headers) would be decoded for every hit.
     stmt = (
-        select(Chunk, Document)
+        select(Chunk, Document.filename, Document.tenant_id, *FACT_COLUMNS)
         .join(Document, Document.id == Chunk.document_id)
         .where(Chunk.id.in_(chunk_ids))
     )
     return {
-        chunk.id: (chunk, document)
-        for chunk, document in session.execute(searchable(stmt))
-        if scope.owns(chunk) and scope.owns(document)
+        row[0].id: (row[0], row)
+        for row in session.execute(searchable(stmt))
+        if scope.owns(row[0]) and scope.owns(row.tenant_id)
     }
