@@ -108,11 +108,21 @@ class _Entry:
     user_metadata: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
 class DocumentCatalogue:
-    """The tenant's searchable documents with what matching needs (one SQL query)."""
+    """The tenant's searchable documents with what matching needs (one SQL query), indexed
+    by organisation alias and ticker: a question is compared with each distinct name once,
+    not with each document."""
 
-    entries: list[_Entry]
+    def __init__(self, entries: list[_Entry]) -> None:
+        self.entries = entries
+        self.by_alias: dict[str, list[_Entry]] = {}
+        self.by_ticker: dict[str, list[_Entry]] = {}
+        for entry in entries:
+            for alias in entry.aliases:
+                self.by_alias.setdefault(alias, []).append(entry)
+            for ticker in entry.tickers:
+                self.by_ticker.setdefault(ticker, []).append(entry)
+        self.dated = [e for e in entries if e.period or e.period_end]
 
     @classmethod
     def load(
@@ -260,28 +270,30 @@ def match_question(catalogue: DocumentCatalogue, question: str) -> DocumentMatch
     that the tenant's metadata knows; None when it names none of them (or names
     something no document matches)."""
     entries = catalogue.entries
-    if not entries:
-        return None
+    if not (catalogue.by_alias or catalogue.by_ticker or catalogue.dated):
+        return None  # no document has an organisation or a period: nothing to match
     lowered = normalise_text(question)
-    tickers_named = set(re.findall(r"\b[A-Z]{2,5}\b", question))
-    by_org: list[_Entry] = []
+    named: dict[str, _Entry] = {}
     names: set[str] = set()
-    for entry in entries:
-        hit = entry.tickers & tickers_named
-        if hit:
-            names |= hit
-        elif entry.aliases and names_in(lowered, set(entry.aliases)):
-            names.add(min(entry.aliases, key=len))
-        else:
-            continue
-        by_org.append(entry)
+    for ticker in set(re.findall(r"\b[A-Z]{2,5}\b", question)):
+        for entry in catalogue.by_ticker.get(ticker, []):
+            named[entry.id] = entry
+            names.add(ticker)
+    for alias, holders in catalogue.by_alias.items():
+        if names_in(lowered, {alias}):
+            for entry in holders:
+                named[entry.id] = entry
+            names.add(alias)
+    by_org = list(named.values())
+    # Of "apple" and "apple inc", say the shortest.
+    names = {n for n in names if not any(o != n and n.startswith(o + " ") for o in names)}
 
     mentions = parse_periods(question)
     specific = [m for m in mentions if m.kind in ("quarter", "day")]
     years = [m for m in mentions if m.kind == "year"]
     # "the latest quarter compared with previous quarters" is about every quarter.
     latest = any(m.kind == "latest" for m in mentions) and not _ACROSS_PERIODS.search(lowered)
-    pool = by_org or entries
+    pool = by_org or catalogue.dated
     chosen: list[_Entry] = []
     used: list[PeriodMention] = []
     for group in (specific, years):
