@@ -61,6 +61,10 @@ _RATIO = re.compile(
     r"as a % of|% of)\b",
     re.I,
 )
+_PERCENT_TABLE = re.compile(
+    r"\bas a (?:percentage|percent|%) of\b|\bpercentage of (?:net )?revenue", re.I
+)
+_ASKS_PERCENT = re.compile(r"\bpercent|%|\bshare\b|\bratio\b|\bmargin percentage\b", re.I)
 _MARGIN = re.compile(r"\b(gross|operating)\s+margin\b", re.I)
 _QUANTITY = re.compile(
     r"\b(?:how much|how many|what (?:was|were|is|are|did)|amount|total|figure|report(?:ed)?|"
@@ -82,6 +86,11 @@ class Table:
     caption: str
     columns: list[str]  # one label per value column ("Three Months Ended December 31, 2022")
     rows: list[Row]
+
+    @property
+    def percentages(self) -> bool:
+        """A table of shares ("As a percentage of revenue"), whose figures print no %."""
+        return bool(_PERCENT_TABLE.search(self.caption))
 
     @property
     def scale(self) -> str:
@@ -144,8 +153,9 @@ def parse_tables(text: str) -> list[Table]:
     for raw in text.splitlines():
         line = raw.strip()
         if " | " not in line and not line.endswith(" |"):
-            if rows and len(line) <= _SECTION_CHARS:
-                section = line.rstrip(":")  # a section row ("Operating expenses:")
+            if (rows or columns) and len(line) <= _SECTION_CHARS:
+                # A section row ("Operating expenses:"), also right under the header.
+                section = line.rstrip(":")
                 continue
             if rows:
                 close()
@@ -301,7 +311,7 @@ def figure_of(table: Table, row: Row, column: int) -> Figure | None:
     if value is None:
         return None
     label = row.label.lower()
-    if "%" in printed:
+    if "%" in printed or table.percentages:
         unit = "%"
     elif (
         "per share" in label
@@ -321,7 +331,8 @@ def format_amount(value: Decimal, unit: str) -> str:
     """ "$117,154 million", "−$6,791 million", "35.8%", "$1.88"."""
     sign = "−" if value < 0 else ""
     magnitude = abs(value)
-    digits = f"{magnitude:,.2f}" if magnitude != magnitude.to_integral() else f"{magnitude:,.0f}"
+    # As many decimals as printed ("26.1", "1.88"), none for whole numbers.
+    digits = f"{magnitude:,}" if magnitude != magnitude.to_integral() else f"{magnitude:,.0f}"
     if unit == "%":
         return f"{sign}{digits}%"
     if unit.startswith("$"):
@@ -340,8 +351,11 @@ def best_rows(
     """(score, source number, table, row), best first; rows that name nothing asked are
     left out. ``exclude``: a label not to pick (the other operand of a ratio)."""
     asked = _expanded_terms(question)
+    percent_asked = bool(_ASKS_PERCENT.search(question))
     scored = []
     for rank, (n, table) in enumerate(tables):
+        if table.percentages and not percent_asked:
+            continue  # "26.1" in a table of shares of revenue is not the amount asked
         for row in table.rows:
             if exclude and row.label == exclude:
                 continue

@@ -133,7 +133,7 @@ def test_a_change_is_computed_from_the_cited_rows_with_its_formula(config: Setti
 def test_ratios_are_computed_from_two_rows_of_one_statement(config: Settings) -> None:
     share = ask("What percentage of Apple's total net sales came from Services in Q1 2023?",
                 [APPLE], config)  # fmt: skip
-    assert share.startswith("Services was 17.7% of total net sales")
+    assert share.startswith("Net sales, services was 17.7% of total net sales")
     assert "20,766 / 117,154" in share
     margin = ask("What was Apple's gross margin percentage in Q1 2023?", [APPLE], config)
     assert margin.startswith("Gross margin was 43.0% of total net sales")
@@ -211,3 +211,19 @@ def test_odd_questions_get_an_answer_or_a_refusal_quickly(question: str, config:
     assert result.answer.strip()
     assert result.refused or result.citations
     assert time.perf_counter() - started < 2.0
+
+
+def test_a_table_of_shares_of_revenue_is_not_read_as_amounts(config: Settings) -> None:
+    shares = source(5, "The following table sets forth, as a percentage of revenue, our "
+                    "results of operations:\nThree Months Ended | April 30, 2023 | May 1, 2022\n"
+                    "Research and development | 26.1 | 19.5", "2023 Q1 NVDA.pdf",
+                    "Nvidia Corporation", "2023-Q1", "2023-04-30")  # fmt: skip
+    amounts = source(6, "CONDENSED CONSOLIDATED STATEMENTS OF INCOME (In millions)\n"
+                     "Three Months Ended | April 30, 2023 | May 1, 2022\n"
+                     "Research and development | 1,875 | 1,618", "2023 Q1 NVDA.pdf",
+                     "Nvidia Corporation", "2023-Q1", "2023-04-30")  # fmt: skip
+    asked = "How much did NVIDIA spend on R&D in the three months ended April 30, 2023?"
+    assert "$1,875 million [2]" in ask(asked, [shares, amounts], config)
+    share = ask("What percentage of revenue was NVIDIA's research and development?", [shares],
+                config)  # fmt: skip
+    assert "26.1%" in share
