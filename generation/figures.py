@@ -268,10 +268,10 @@ def choose_column(table: Table, question: str) -> int:
     wanted = asked_group.group(0).split()[0].lower() if asked_group else "three"
     candidates = [i for i in everything if _group(table.columns[i]) == wanted] or everything
     asked_dates = _month_day_year(question)
-    for i in candidates:
-        if asked_dates & _month_day_year(table.columns[i]):
-            return i
-    return _latest(table, candidates)
+    # Of the dates the question names ("March 31, 2023 compared with March 31, 2022"), the
+    # latest is the period asked about; the other is what it is compared with.
+    named = [i for i in candidates if asked_dates & _month_day_year(table.columns[i])]
+    return _latest(table, named or candidates)
 
 
 def comparison_column(table: Table, column: int) -> int | None:

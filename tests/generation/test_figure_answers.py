@@ -227,3 +227,11 @@ def test_a_table_of_shares_of_revenue_is_not_read_as_amounts(config: Settings) -
     share = ask("What percentage of revenue was NVIDIA's research and development?", [shares],
                 config)  # fmt: skip
     assert "26.1%" in share
+
+
+def test_a_change_between_two_named_dates_starts_from_the_later(config: Settings) -> None:
+    # Amazon prints the year-ago column first; the question names both dates.
+    asked = ("By how much did Amazon's purchases of property and equipment change in the "
+             "three months ended September 30, 2023 compared with September 30, 2022?")  # fmt: skip
+    answer = ask(asked, [AMAZON], config)
+    assert answer.startswith("Purchases of property and equipment changed by $3,899 million")
