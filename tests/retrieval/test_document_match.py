@@ -5,22 +5,18 @@ shapes this tenant's results."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from core.db import Database
 from core.models import Document
-from core.settings import Settings
 from core.tenancy import TenantScope
 from core.tenants import create_tenant
 from retrieval.document_match import MetadataFilters
 from retrieval.search import SearchRequest, SearchResponse, search
 from services.container import Services
-from tests.support.helpers import make_services
 from tests.support.indexed_docs import index_document
 
 FILING = [
@@ -37,20 +33,6 @@ FILINGS = {
     ("Microsoft Corporation", "2023-Q1", date(2022, 12, 31)): ("52,747", "15,646"),
     ("Microsoft Corporation", "2023-Q2", date(2023, 3, 31)): ("52,857", "26,562"),
 }
-
-
-@pytest.fixture
-def db(settings: Settings) -> Iterator[Database]:
-    database = Database.from_settings(settings)
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def services(settings: Settings, db: Database) -> Iterator[Services]:
-    built = make_services(settings, db)
-    yield built
-    built.close()
 
 
 @pytest.fixture

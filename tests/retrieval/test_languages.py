@@ -5,7 +5,6 @@ for a query the model does not cover, and a tenant's vectors never mixed across 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import numpy as np
 import opencc
@@ -23,7 +22,7 @@ from retrieval.indexer import ChunkIndexer, EmbeddingModelChanged
 from retrieval.search import SearchRequest, SearchResponse, search
 from retrieval.tokenizer import tokenize
 from services.container import Services
-from tests.support.helpers import SHARED_DATA, make_services
+from tests.support.helpers import SHARED_DATA
 from tests.support.indexed_docs import add_document, index_document
 
 CMRC = SHARED_DATA / "cmrc2018" / "cmrc2018_dev.json"
@@ -38,20 +37,6 @@ ENGLISH = [
     "Vacation policy: every employee receives 25 days of paid leave per calendar year.",
     "Expense reports must be submitted within 30 days together with the original receipts.",
 ]
-
-
-@pytest.fixture
-def db(settings: Settings) -> Iterator[Database]:
-    database = Database.from_settings(settings)
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def services(settings: Settings, db: Database) -> Iterator[Services]:
-    built = make_services(settings, db)
-    yield built
-    built.close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ BM25 statistics in SQLite, the second stage; tenant isolation in every mode."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from retrieval import bm25
 from retrieval.rerank import Reranker, load_reranker
 from retrieval.search import SearchHit, SearchRequest, search
 from services.container import Services
-from tests.support.helpers import make_services, make_settings
+from tests.support.helpers import make_settings
 from tests.support.indexed_docs import add_chunks, add_document, index_document
 
 POLICIES = [
@@ -39,20 +38,6 @@ OTHER_POLICIES = [
     "Parking spaces are assigned by the facilities team; electric cars charge for free.",
 ]
 MODES = ("dense", "bm25", "hybrid")
-
-
-@pytest.fixture
-def db(settings: Settings) -> Iterator[Database]:
-    database = Database.from_settings(settings)
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def services(settings: Settings, db: Database) -> Iterator[Services]:
-    built = make_services(settings, db)
-    yield built
-    built.close()  # each test has its own data dir; release its shard
 
 
 @pytest.fixture
