@@ -31,7 +31,6 @@ from core.document_facts import (
     PeriodMention,
     facts_of,
     names_in,
-    normalise_period,
     normalise_text,
     organisation_aliases,
     parse_periods,
@@ -180,7 +179,8 @@ class DocumentCatalogue:
 
     def filtered(self, filters: MetadataFilters) -> list[str]:
         """Ids of the documents that match every field of ``filters``."""
-        return [e.id for e in self.entries if _matches_filters(e, filters)]
+        wanted = _Wanted.of(filters)
+        return [e.id for e in self.entries if _matches_filters(e, wanted)]
 
 
 def filter_documents(
@@ -195,22 +195,47 @@ def _values(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
-def _matches_filters(entry: _Entry, filters: MetadataFilters) -> bool:
-    organisations = [str(v) for v in _values(filters.organisation)]
-    if organisations and not any(_names_organisation(entry, v) for v in organisations):
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    """A filter's values in the form documents are compared with, read once per search
+    (not once per document): organisations as (upper-case ticker, aliases), periods as a
+    parsed mention or, naming none, the lower-cased text."""
+
+    organisations: list[tuple[str, set[str]]]
+    periods: list[PeriodMention | str]
+    types: list[str]
+    title: str
+    metadata: dict[str, list[Any]]
+
+    @classmethod
+    def of(cls, filters: MetadataFilters) -> _Wanted:
+        organisations = [str(v).strip() for v in _values(filters.organisation)]
+        periods: list[PeriodMention | str] = []
+        for value in (str(v) for v in _values(filters.period)):
+            mentions = [m for m in parse_periods(value) if m.kind != "latest"]
+            periods.append(mentions[0] if mentions else value.strip().lower())
+        return cls(
+            organisations=[(o.upper(), organisation_aliases(o)) for o in organisations],
+            periods=periods,
+            types=[str(v).strip().lower() for v in _values(filters.document_type)],
+            title=(filters.title or "").strip().lower(),
+            metadata={k: _values(v) for k, v in (filters.metadata or {}).items()},
+        )
+
+
+def _matches_filters(entry: _Entry, wanted: _Wanted) -> bool:
+    if wanted.organisations and not any(
+        _names_organisation(entry, ticker, aliases) for ticker, aliases in wanted.organisations
+    ):
         return False
-    periods = [str(v) for v in _values(filters.period)]
-    if periods and not any(_in_period(entry, v) for v in periods):
+    if wanted.periods and not any(_in_period(entry, p) for p in wanted.periods):
         return False
-    types = [str(v).strip().lower() for v in _values(filters.document_type)]
-    if types and (entry.document_type or "").lower() not in types:
+    if wanted.types and (entry.document_type or "").lower() not in wanted.types:
         return False
-    if filters.title and filters.title.strip().lower() not in entry.title.lower():
+    if wanted.title and wanted.title not in entry.title.lower():
         return False
-    for key, wanted in (filters.metadata or {}).items():
-        have = entry.user_metadata.get(key)
-        choices = _values(wanted)
-        have_all = _values(have)
+    for key, choices in wanted.metadata.items():
+        have_all = _values(entry.user_metadata.get(key))
         if not any(_same(h, w) for h in have_all for w in choices):
             return False
     return True
@@ -229,24 +254,21 @@ def _as_text(value: Any) -> str:
     return str(value).strip().lower()
 
 
-def _names_organisation(entry: _Entry, value: str) -> bool:
-    value = value.strip()
-    if value.upper() in entry.tickers:
+def _names_organisation(entry: _Entry, ticker: str, aliases: set[str]) -> bool:
+    if ticker in entry.tickers:
         return True
     # "Pear" names "Pear Computers Inc.": the leading words of a name are enough.
     return any(
         alias == wanted or alias.startswith(wanted + " ")
-        for wanted in organisation_aliases(value)
+        for wanted in aliases
         for alias in entry.aliases
     )
 
 
-def _in_period(entry: _Entry, value: str) -> bool:
-    label = normalise_period(value)
-    if label is None:
-        return (entry.period or "").lower() == value.strip().lower()
-    mention = next(m for m in parse_periods(value) if m.label == label)
-    return period_matches(mention, entry.period, entry.period_end)
+def _in_period(entry: _Entry, wanted: PeriodMention | str) -> bool:
+    if isinstance(wanted, str):
+        return (entry.period or "").lower() == wanted
+    return period_matches(wanted, entry.period, entry.period_end)
 
 
 # -- questions -------------------------------------------------------------------------
