@@ -87,6 +87,15 @@ class ExtractedMetadata:
     # Where each fact came from ("cover", "running header", "file name"...), for the API.
     sources: dict[str, str] = field(default_factory=dict)
 
+    def columns(self) -> dict[str, Any]:
+        """The ``documents`` columns these facts fill (the title apart: it may be kept)."""
+        return {
+            "organisations": self.organisations,
+            "period": self.period,
+            "period_end": self.period_end,
+            "document_type": self.document_type,
+        }
+
     def as_context(self) -> dict[str, Any]:
         """What goes into ``documents.context`` beside the columns."""
         return {"tickers": self.tickers, "metadata_sources": self.sources}
@@ -286,10 +295,8 @@ def refresh_metadata(session: Session, scope: TenantScope, *, only_missing: bool
         ]
         kind = "EML" if document.media_type == "message/rfc822" else ""
         facts = extract_metadata(elements, document.context or {}, document.filename, kind)
-        document.organisations = facts.organisations
-        document.period = facts.period
-        document.period_end = facts.period_end
-        document.document_type = facts.document_type
+        for column, value in facts.columns().items():
+            setattr(document, column, value)
         if not document.title:
             document.title = facts.title
         document.context = {**(document.context or {}), **facts.as_context()}

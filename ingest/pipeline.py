@@ -242,10 +242,7 @@ def _parse_and_chunk(
         page_count=parsed.page_count,
         context={**parsed.context, **facts.as_context()},
         title=facts.title,
-        organisations=facts.organisations,
-        period=facts.period,
-        period_end=facts.period_end,
-        document_type=facts.document_type,
+        **facts.columns(),
     )
     options = ChunkingOptions.from_settings(settings)
     with INGEST_STAGE_LATENCY.labels(stage="chunk").time():
